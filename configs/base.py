@@ -1,0 +1,92 @@
+"""Fields shared by every configuration, with the GFLA reference's values."""
+
+import ml_collections
+
+VARIANTS = (None, "", "full", "small", "test")
+
+
+def check_variant(variant):
+    """Raises ValueError for an unknown variant name."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown config variant {variant!r}; expected one of small, test")
+    return variant or "full"
+
+
+def get_base_config():
+    """Returns the configuration skeleton; dataset configs fill in the sizes."""
+    config = ml_collections.ConfigDict()
+    config.name = "base"
+    config.seed = 0
+
+    # Network sizes (gfla_tf.models). Attention scales are listed coarse to fine as the
+    # encoder layer index: layer 3 = 1/8 resolution, layer 2 = 1/4.
+    config.model = ml_collections.ConfigDict()
+    config.model.image_height = 256
+    config.model.image_width = 256
+    config.model.num_keypoints = 18
+    config.model.flow_ngf = 32
+    config.model.flow_max_channels = 256
+    config.model.flow_layers = 5
+    config.model.renderer_ngf = 64
+    config.model.renderer_max_channels = 512
+    config.model.renderer_layers = 3
+    config.model.renderer_blocks = 2
+    config.model.attention_layers = (3, 2)
+    config.model.kernel_sizes = (3, 5)
+    config.model.attention_hidden = 128
+    config.model.dis_ndf = 32
+    config.model.dis_max_channels = 128
+    config.model.dis_layers = 4
+    config.model.op_impl = "auto"
+
+    # Input pipeline (gfla_tf.data).
+    config.data = ml_collections.ConfigDict()
+    config.data.kind = "deepfashion"  # deepfashion | market | synthetic
+    config.data.root = ""
+    config.data.annotation_height = 256
+    config.data.annotation_width = 176
+    config.data.sigma = 6.0
+    config.data.augment = False
+    config.data.shuffle_buffer = 1024
+    config.data.deterministic = False
+    config.data.on_bad_data = "stop"  # stop | skip
+    # Synthetic dataset generation (used when kind == "synthetic" and root is empty or new).
+    config.data.synthetic_pairs = 2000
+    config.data.synthetic_test_pairs = 64
+    config.data.synthetic_size = 64
+
+    # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
+    config.loss = ml_collections.ConfigDict()
+    config.loss.stage1 = ml_collections.ConfigDict(
+        dict(correctness=20.0, regularization=0.01)
+    )
+    config.loss.stage2 = ml_collections.ConfigDict(
+        dict(
+            l1=5.0,
+            correctness=5.0,
+            adversarial=2.0,
+            regularization=0.0025,
+            content=0.5,
+            style=500.0,
+        )
+    )
+    config.loss.vgg_weights = "imagenet"  # imagenet | random | path to a .weights.h5 file
+
+    # Training (gfla_tf.training).
+    config.train = ml_collections.ConfigDict()
+    config.train.stage = 1
+    config.train.batch_size = 8  # global batch
+    config.train.steps = 200000
+    config.train.steps_per_epoch = 1000
+    config.train.g_learning_rate = 1e-4
+    config.train.d_learning_rate = 1e-5
+    config.train.beta_1 = 0.0
+    config.train.beta_2 = 0.999
+    config.train.mixed_precision = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    config.train.checkpoint_every = 1000
+    config.train.keep_checkpoints = 5
+    config.train.log_every = 100
+    config.train.image_every = 1000
+    config.train.stage1_checkpoint = ""
+    config.train.resume_from = ""
+    return config

@@ -1,0 +1,149 @@
+"""Pure-TensorFlow reference implementation of the local-attention op family.
+
+Only stock TensorFlow ops are used (floor, cast, clip, gather, multiply, sum), so this path
+is XLA-compilable, converts to TFLite builtin ops and loads in any TensorFlow process. It
+is the semantic contract for the compiled kernels and their test oracle.
+
+Sampling semantics (see docs and the GFLA reference): every tap coordinate ``c`` is split
+into ``floor(c)`` and ``frac = c - floor(c)``; the two tap indices ``floor(c)`` and
+``floor(c) + 1`` are clamped into the image independently, while the bilinear weights use
+the unclamped fraction. That is border-replicate sampling. Coordinates are first clipped to
+``[-1, size]``: beyond that both taps land on the same border pixel, so the value and the
+gradient are unchanged, and huge or infinite flows cannot overflow integer indices. A NaN
+flow gives a NaN output (through ``frac``) and still reads in bounds.
+"""
+
+import tensorflow as tf
+
+
+def _check_inputs(source, flow, kernel_size, attention=None):
+    """Validates ranks and shapes statically where they are known; raises ValueError."""
+    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be an integer >= 1, got {kernel_size!r}")
+    if source.shape.rank is not None and source.shape.rank != 4:
+        raise ValueError(
+            f"source must have rank 4 [batch, height, width, channels], got shape {source.shape}"
+        )
+    if flow.shape.rank is not None and flow.shape.rank != 4:
+        raise ValueError(f"flow must have rank 4 [batch, height, width, 2], got shape {flow.shape}")
+    if flow.shape.rank == 4 and flow.shape[-1] is not None and flow.shape[-1] != 2:
+        raise ValueError(
+            f"flow must have 2 channels (x, y) in its last dimension, got shape {flow.shape}"
+        )
+    if source.shape.rank == 4 and flow.shape.rank == 4:
+        b_s, b_f = source.shape[0], flow.shape[0]
+        if b_s is not None and b_f is not None and b_s != b_f:
+            raise ValueError(
+                f"batch mismatch: source has batch {b_s} but flow has batch {b_f}"
+            )
+    if attention is not None:
+        kk = kernel_size * kernel_size
+        if attention.shape.rank is not None and attention.shape.rank != 4:
+            raise ValueError(
+                f"attention must have rank 4 [batch, height, width, {kk}], "
+                f"got shape {attention.shape}"
+            )
+        if attention.shape.rank == 4:
+            if attention.shape[-1] is not None and attention.shape[-1] != kk:
+                raise ValueError(
+                    f"attention must have kernel_size**2 = {kk} channels, "
+                    f"got shape {attention.shape}"
+                )
+            if flow.shape.rank == 4:
+                for axis, name in ((0, "batch"), (1, "height"), (2, "width")):
+                    a, f = attention.shape[axis], flow.shape[axis]
+                    if a is not None and f is not None and a != f:
+                        raise ValueError(
+                            f"{name} mismatch: attention has shape {attention.shape} "
+                            f"but flow has shape {flow.shape}"
+                        )
+
+
+def _sample_offsets(source, flow, kernel_size):
+    """Yields (n, sampled) for each of the k*k offsets, sampled with shape [B, H, W, C]."""
+    flow = tf.cast(flow, source.dtype)
+    shape = tf.shape(flow)
+    batch, height, width = shape[0], shape[1], shape[2]
+    src_shape = tf.shape(source)
+    src_h, src_w, channels = src_shape[1], src_shape[2], src_shape[3]
+    flat = tf.reshape(source, [-1, channels])
+
+    rows = tf.cast(tf.range(height), source.dtype)[None, :, None]
+    cols = tf.cast(tf.range(width), source.dtype)[None, None, :]
+    base_y = rows + flow[..., 1]
+    base_x = cols + flow[..., 0]
+    batch_offset = (tf.range(batch) * src_h * src_w)[:, None, None]
+    max_y = tf.cast(src_h, source.dtype)
+    max_x = tf.cast(src_w, source.dtype)
+
+    half = kernel_size // 2
+    for i in range(kernel_size):
+        y = tf.clip_by_value(base_y + float(i - half), -1.0, max_y)
+        y0f = tf.floor(y)
+        wy = (y - y0f)[..., None]
+        y0 = tf.cast(y0f, tf.int32)
+        y_lo = tf.clip_by_value(y0, 0, src_h - 1)
+        y_hi = tf.clip_by_value(y0 + 1, 0, src_h - 1)
+        for j in range(kernel_size):
+            x = tf.clip_by_value(base_x + float(j - half), -1.0, max_x)
+            x0f = tf.floor(x)
+            wx = (x - x0f)[..., None]
+            x0 = tf.cast(x0f, tf.int32)
+            x_lo = tf.clip_by_value(x0, 0, src_w - 1)
+            x_hi = tf.clip_by_value(x0 + 1, 0, src_w - 1)
+
+            def tap(yy, xx):
+                return tf.gather(flat, batch_offset + yy * src_w + xx)
+
+            top = tap(y_lo, x_lo) * (1 - wx) + tap(y_lo, x_hi) * wx
+            bottom = tap(y_hi, x_lo) * (1 - wx) + tap(y_hi, x_hi) * wx
+            yield i * kernel_size + j, top * (1 - wy) + bottom * wy
+
+
+def block_extract(source, flow, kernel_size):
+    """Samples a k x k block of ``source`` around every flow-displaced position.
+
+    Args:
+      source: [B, Hs, Ws, C] float tensor.
+      flow: [B, H, W, 2] backward flow in pixels of ``source``; channel 0 is x, 1 is y.
+      kernel_size: k, an integer >= 1.
+
+    Returns:
+      [B, H, W, k*k, C]; entry ``n = i*k + j`` is ``source`` sampled at
+      ``(y + flow_y + i - k//2, x + flow_x + j - k//2)``.
+
+    Raises:
+      ValueError: if a shape is wrong or kernel_size < 1.
+    """
+    source = tf.convert_to_tensor(source)
+    flow = tf.convert_to_tensor(flow)
+    _check_inputs(source, flow, kernel_size)
+    samples = [s for _, s in _sample_offsets(source, flow, kernel_size)]
+    return tf.stack(samples, axis=3)
+
+
+def local_attention(source, flow, attention, kernel_size):
+    """Attention-weighted average of the flow-displaced k x k source block.
+
+    Args:
+      source: [B, Hs, Ws, C] float tensor.
+      flow: [B, H, W, 2] backward flow in pixels; channel 0 is x, 1 is y.
+      attention: [B, H, W, k*k] weights (softmax output in GFLA).
+      kernel_size: k, an integer >= 1.
+
+    Returns:
+      [B, H, W, C] = sum_n attention[..., n] * block[..., n, :] / k**2.
+
+    Raises:
+      ValueError: if a shape is wrong or kernel_size < 1.
+    """
+    source = tf.convert_to_tensor(source)
+    flow = tf.convert_to_tensor(flow)
+    attention = tf.convert_to_tensor(attention)
+    _check_inputs(source, flow, kernel_size, attention)
+    attention = tf.cast(attention, source.dtype)
+    total = None
+    for n, sampled in _sample_offsets(source, flow, kernel_size):
+        term = sampled * attention[..., n : n + 1]
+        total = term if total is None else total + term
+    return total / float(kernel_size * kernel_size)

@@ -46,20 +46,24 @@ def get_base_config():
     config.data.annotation_height = 256
     config.data.annotation_width = 176
     config.data.sigma = 6.0
-    config.data.augment = False
-    config.data.shuffle_buffer = 1024
-    config.data.deterministic = False
+    config.data.augment = False  # the Market-1501 random affine (train split only)
+    config.data.augment_angle = 5.0  # source rotation range in degrees; target gets 1/5
+    config.data.augment_shift = 5.0  # source shift range in pixels; target gets 1/2
+    config.data.augment_scale = (0.95, 1.05)
+    config.data.shuffle_buffer = 0  # pairs; 0 = the whole pair list (it holds only names)
+    config.data.deterministic = False  # fixed shuffle/augmentation seeds and element order
+    config.data.seed = 0
     config.data.on_bad_data = "stop"  # stop | skip
+    config.data.scan_images = True  # pre-flight check of every image header and ending
     # Synthetic dataset generation (used when kind == "synthetic" and root is empty or new).
     config.data.synthetic_pairs = 2000
     config.data.synthetic_test_pairs = 64
     config.data.synthetic_size = 64
+    config.data.synthetic_seed = 0
 
     # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
     config.loss = ml_collections.ConfigDict()
-    config.loss.stage1 = ml_collections.ConfigDict(
-        dict(correctness=20.0, regularization=0.01)
-    )
+    config.loss.stage1 = ml_collections.ConfigDict(dict(correctness=20.0, regularization=0.01))
     config.loss.stage2 = ml_collections.ConfigDict(
         dict(
             l1=5.0,

@@ -21,7 +21,16 @@ def get_config(variant=None):
     config.data.annotation_width = config.model.image_width
     config.data.synthetic_size = config.model.image_height
     config.loss.vgg_weights = "random"
+    # Training budget of `gfla quickstart` (per stage), sized for about 6 minutes in total
+    # on a 2-core CPU.
+    config.train.quickstart_stage1_steps = 300
+    config.train.quickstart_stage2_steps = 300
+    config.train.steps_per_epoch = 100
+    config.train.log_every = 20
     if variant == "test":
         config.data.synthetic_pairs = 16
         config.data.synthetic_test_pairs = 4
+        config.train.quickstart_stage1_steps = 2
+        config.train.quickstart_stage2_steps = 2
+        config.train.steps_per_epoch = 2
     return config

@@ -1,0 +1,672 @@
+"""Runs a generator over a test set and computes the paper's metrics; ``gfla evaluate``.
+
+Order of work, so that failures come early: the metric networks are loaded first (a
+missing LPIPS/Inception weights file fails before anything is generated), then the FID
+reference statistics, then the model, then the test pairs are generated batch by batch.
+
+Generation and metric computation run under a ``tf.distribute`` strategy: for a
+``.keras`` model with ``strategy="mirrored"`` the batches are distributed with
+``strategy.experimental_distribute_dataset`` and the generator, LPIPS and Inception run
+replicated in one ``strategy.run`` step. Other model formats (SavedModel, TFLite) go
+through ``gfla_tf.export.load_predictor`` on the host; their outputs are then split over
+the replicas for the metric networks.
+"""
+
+import csv
+import dataclasses
+import glob
+import heapq
+import io
+import logging
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gfla_tf.evaluation import flow_metrics, image_metrics, report
+from gfla_tf.evaluation.fid import FID, FeatureStatistics
+from gfla_tf.evaluation.lpips import LPIPS
+from gfla_tf.evaluation.protocol import Protocol
+from gfla_tf.evaluation.weights import WeightsUnavailableError
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("ssim", "psnr", "lpips", "fid", "epe")
+DATASET_KINDS = ("auto", "deepfashion", "market", "synthetic")
+STRATEGIES = ("default", "mirrored")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclasses.dataclass
+class EvaluationOptions:
+    """What ``evaluate`` computes and where it writes.
+
+    Args:
+      model: path of a ``.keras`` file, SavedModel directory or ``.tflite`` file.
+      data: dataset root (DeepFashion/Market layout, or a synthetic dataset).
+      out: output directory for ``metrics.json``, ``per_pair.csv`` and ``report.html``.
+      metrics: metric names from METRICS; "epe" needs ground-truth flow (synthetic data).
+      batch_size: global batch size.
+      limit: evaluate only the first ``limit`` pairs (None = all).
+      dataset: dataset kind, or "auto" to detect it from the files under ``data``.
+      split: the split to evaluate.
+      lpips_weights: LPIPS weights file or "default" (see ``gfla_tf.evaluation.lpips``);
+        "random" gives random weights (smoke tests only; the numbers mean nothing).
+      inception_weights: "imagenet", a local InceptionV3 weights file, or "random".
+      fid_reference: ``.npz`` statistics or an image folder; default ``<data>/train``.
+      fid_input_size: Inception input side (299 as published).
+      ssim_range: "fixed" (data range 255) or "dynamic" (per generated image, as the
+        PG2/PATN/GFLA scripts do).
+      strategy: "default" or "mirrored".
+      rank_by: per-pair metric used to pick the best/worst pairs ("lpips" or "ssim";
+        None = lpips when computed, else ssim).
+      num_examples: number of best and of worst pairs shown in the report.
+    """
+
+    model: str
+    data: str
+    out: str
+    metrics: tuple = ("ssim", "psnr", "lpips", "fid")
+    batch_size: int = 8
+    limit: int = None
+    dataset: str = "auto"
+    split: str = "test"
+    lpips_weights: str = "default"
+    inception_weights: str = "imagenet"
+    fid_reference: str = None
+    fid_input_size: int = 299
+    ssim_range: str = "fixed"
+    strategy: str = "default"
+    rank_by: str = None
+    num_examples: int = 4
+
+
+def parse_metrics(text):
+    """Parses "ssim,lpips,..." into a tuple; raises ValueError naming unknown metrics."""
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ValueError(
+            f"--metrics: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(METRICS)}"
+        )
+    return names
+
+
+def detect_dataset_kind(root):
+    """Guesses the dataset kind from the files under ``root``.
+
+    Returns:
+      "synthetic" (a ``synthetic.json`` manifest), "market" (``market-*`` CSVs) or
+      "deepfashion".
+    """
+    if os.path.exists(os.path.join(root, "synthetic.json")):
+        return "synthetic"
+    if glob.glob(os.path.join(root, "market-*.csv")):
+        return "market"
+    return "deepfashion"
+
+
+def data_config_for(kind, root):
+    """The ``config.data`` of the dataset's configuration, pointed at ``root``."""
+    from gfla_tf.configs import deepfashion, market, synthetic
+
+    module = {"deepfashion": deepfashion, "market": market, "synthetic": synthetic}[kind]
+    config = module.get_config().data
+    config.root = root
+    # Pairs in file order (per_pair.csv and the report index them).
+    config.deterministic = True
+    if kind == "synthetic":
+        from gfla_tf.data.synthetic import read_manifest
+
+        manifest = read_manifest(root) or {}
+        if "size" in manifest:
+            config.annotation_height = config.annotation_width = int(manifest["size"])
+            config.synthetic_size = int(manifest["size"])
+    return config
+
+
+def list_pairs(kind, root, split):
+    """The (source, target) names of the usable pairs, in the order the dataset yields."""
+    from gfla_tf.data.dataset import load_split
+
+    return [tuple(pair) for pair in load_split(data_config_for(kind, root), split).pairs]
+
+
+def make_strategy(name):
+    """Returns a ``tf.distribute`` strategy for "default" or "mirrored"."""
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _local_concat(strategy, structure):
+    """Concatenates the per-replica parts of a (nested) step result, in replica order."""
+
+    def gather(value):
+        parts = strategy.experimental_local_results(value)
+        return np.concatenate([np.asarray(p) for p in parts], axis=0)
+
+    return tf.nest.map_structure(gather, structure)
+
+
+def _model_format(path):
+    if path.endswith(".tflite"):
+        return "tflite"
+    if os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, "saved_model.pb"))
+        or glob.glob(os.path.join(path, "*", "saved_model.pb"))
+    ):
+        return "saved_model"
+    return "keras"
+
+
+class _Backend:
+    """Produces generated images (and flows, masks) for a batch."""
+
+    replicated = False
+    num_flows = None
+
+
+class _KerasBackend(_Backend):
+    """A ``.keras`` generator called inside ``strategy.run``."""
+
+    replicated = True
+
+    def __init__(self, path):
+        from gfla_tf.export import load_generator
+        from gfla_tf.export.saved_model import generator_image_size
+
+        self.generator = load_generator(path)
+        self.image_size = tuple(int(v) for v in generator_image_size(self.generator))
+
+    def generate(self, batch):
+        outputs = self.generator(
+            {
+                "source_image": batch["source_image"],
+                "source_pose": batch["source_pose"],
+                "target_pose": batch["target_pose"],
+            },
+            training=False,
+        )
+        image = tf.cast(
+            tf.round((tf.clip_by_value(outputs["image"], -1.0, 1.0) + 1) * 127.5), tf.uint8
+        )
+        return image, list(outputs["flows"]), list(outputs["masks"])
+
+
+class _PredictorBackend(_Backend):
+    """``gfla_tf.export.load_predictor`` (any format), run on the host."""
+
+    def __init__(self, path):
+        from gfla_tf.export import load_predictor
+
+        self.predictor = load_predictor(path)
+        self.image_size = tuple(int(v) for v in self.predictor.image_size)
+
+    def predict(self, batch):
+        source = np.asarray(batch["source_image"])
+        source_u8 = np.clip(np.round((source + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        out = self.predictor.predict(
+            source_u8, np.asarray(batch["source_keypoints"]), np.asarray(batch["target_keypoints"])
+        )
+        return (
+            np.asarray(out["image"], np.uint8),
+            [np.asarray(f, np.float32) for f in out.get("flows", [])],
+            [np.asarray(m, np.float32) for m in out.get("masks", [])],
+        )
+
+
+class Evaluator:
+    """Computes the metrics of ``EvaluationOptions`` and writes the report.
+
+    Args:
+      options: an ``EvaluationOptions``.
+
+    Raises:
+      WeightsUnavailableError: a requested metric's network weights are missing.
+      ValueError: bad options (unknown metric, dataset kind, strategy).
+    """
+
+    def __init__(self, options):
+        self.options = options
+        self.metrics = tuple(options.metrics)
+        parse_metrics(",".join(self.metrics))
+        if options.ssim_range not in ("fixed", "dynamic"):
+            raise ValueError(
+                f"--ssim-data-range must be fixed or dynamic, got {options.ssim_range!r}"
+            )
+        if options.dataset not in DATASET_KINDS:
+            raise ValueError(
+                f"--dataset must be one of {', '.join(DATASET_KINDS)}, got {options.dataset!r}"
+            )
+        if int(options.batch_size) < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {options.batch_size}")
+        if options.limit is not None and int(options.limit) < 1:
+            raise ValueError(f"--limit must be >= 1, got {options.limit}")
+        if not os.path.exists(options.model):
+            raise FileNotFoundError(f"--model: {options.model} does not exist")
+        if not os.path.isdir(options.data):
+            raise FileNotFoundError(f"--data: {options.data} is not a directory")
+        self.kind = (
+            detect_dataset_kind(options.data) if options.dataset == "auto" else options.dataset
+        )
+        if "epe" in self.metrics and self.kind != "synthetic":
+            raise ValueError(
+                "--metrics epe needs ground-truth flow, which only the synthetic dataset has "
+                f"({options.data} looks like {self.kind})"
+            )
+        self.strategy = make_strategy(options.strategy)
+        self.max_val = 2.0 if options.ssim_range == "fixed" else "dynamic"
+        self.protocol = Protocol(dataset=f"{self.kind} at {options.data}", split=options.split)
+        self.lpips = None
+        self.fid = None
+        self.reference_stats = None
+
+    # -- set-up, in fail-fast order ------------------------------------------------------
+
+    def load_metric_networks(self):
+        """Loads LPIPS / Inception (fails before generation when weights are missing)."""
+        options = self.options
+        with self.strategy.scope():
+            if "lpips" in self.metrics:
+                weights = None if options.lpips_weights == "random" else options.lpips_weights
+                self.lpips = LPIPS(weights=weights)
+                self.protocol.lpips = (
+                    "AlexNet v0.1 with linear calibration (lpips package), "
+                    f"weights: {options.lpips_weights}; images compared at the evaluation "
+                    "resolution"
+                )
+            if "fid" in self.metrics:
+                weights = (
+                    None if options.inception_weights == "random" else options.inception_weights
+                )
+                self.fid = FID(weights=weights, input_size=options.fid_input_size)
+                self.protocol.fid_features = (
+                    f"keras.applications.InceptionV3 pool3 (2048-d, pooling='avg'), weights: "
+                    f"{options.inception_weights}; images bilinearly resized to "
+                    f"{options.fid_input_size}x{options.fid_input_size}, [-1, 1] input"
+                )
+        if "random" in (options.lpips_weights, options.inception_weights):
+            self.protocol.notes.append("random metric-network weights: for testing only")
+
+    def load_model(self):
+        """Loads the generator backend for ``options.model``."""
+        options = self.options
+        fmt = _model_format(options.model)
+        if fmt == "keras" and options.strategy != "default":
+            with self.strategy.scope():
+                self.backend = _KerasBackend(options.model)
+        else:
+            if options.strategy != "default":
+                logger.warning(
+                    "%s models generate on the host; only the metric networks are replicated",
+                    fmt,
+                )
+            self.backend = _PredictorBackend(options.model)
+        self.image_size = self.backend.image_size
+        self.protocol.resolution = tuple(self.image_size)
+        self.protocol.model = f"{options.model} ({fmt})"
+        return self.backend
+
+    def _dataset(self, split, shuffle=False):
+        from gfla_tf.data import build_dataset
+
+        config = data_config_for(self.kind, self.options.data)
+        dataset = build_dataset(
+            config,
+            split,
+            self.options.batch_size,
+            self.image_size,
+            shuffle=shuffle,
+            repeat=False,
+            drop_remainder=False,
+        )
+        # Pad the last batch with "valid": False filler so every batch has the same shape:
+        # one trace of the step (and of a host predictor) instead of two, and equal
+        # per-replica batches under a MirroredStrategy.
+        batch_size = int(self.options.batch_size)
+        dataset = dataset.unbatch().take(len(self.pairs))
+        dataset = dataset.map(lambda e: dict(e, valid=tf.constant(True)))
+        padding = -len(self.pairs) % batch_size
+        if padding:
+            filler = dataset.take(1).map(lambda e: {k: tf.zeros_like(v) for k, v in e.items()})
+            dataset = dataset.concatenate(filler.repeat(padding))
+        return dataset.batch(batch_size, drop_remainder=True)
+
+    def load_reference_statistics(self):
+        """FID statistics of the real images: an .npz, an image folder, or ``<data>/train``."""
+        if self.fid is None:
+            return None
+        source = self.options.fid_reference or os.path.join(self.options.data, "train")
+        if os.path.isfile(source):
+            self.reference_stats = FeatureStatistics.load(source)
+            self.protocol.fid_reference = (
+                f"statistics file {source} ({self.reference_stats.count} images)"
+            )
+            return self.reference_stats
+        files = sorted(
+            f
+            for f in glob.glob(os.path.join(source, "**", "*"), recursive=True)
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not files:
+            raise FileNotFoundError(
+                f"--fid-reference: no images under {source}; pass an image folder or an .npz "
+                "with 'mu' and 'sigma'"
+            )
+        height, width = self.image_size
+        self.protocol.fid_reference = (
+            f"{len(files)} real images under {source}, resized to {height}x{width} "
+            "(bilinear, antialiased) like the test images"
+        )
+
+        def load(path):
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            image = tf.image.resize(tf.cast(image, tf.float32), [height, width], antialias=True)
+            return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+
+        dataset = tf.data.Dataset.from_tensor_slices(files).map(load).batch(self.options.batch_size)
+        extract = tf.function(self.fid.extract_tensor, reduce_retracing=True, autograph=False)
+        stats = FeatureStatistics()
+        logger.info("computing FID reference statistics of %d images", len(files))
+        for batch in self.strategy.experimental_distribute_dataset(dataset):
+            features = self.strategy.run(extract, args=(batch,))
+            stats.update(_local_concat(self.strategy, features))
+        self.reference_stats = stats
+        cache = os.path.join(self.options.out, "fid_reference_stats.npz")
+        stats.save(cache)
+        self.protocol.notes.append(
+            f"FID reference statistics saved to {cache} (reuse with --fid-reference)"
+        )
+        return stats
+
+    # -- the replicated step -----------------------------------------------------------
+
+    def _step(self, batch):
+        if self.backend.replicated:
+            generated, flows, masks = self.backend.generate(batch)
+        else:
+            generated = batch["generated"]
+            flows = [batch[f"flow_{i}"] for i in range(self.backend.num_flows)]
+            masks = [batch[f"mask_{i}"] for i in range(self.backend.num_flows)]
+        # Metrics see the uint8 images, as they would be read back from lossless files.
+        fake = image_metrics.to_signed_unit(generated)
+        real = tf.cast(batch["target_image"], tf.float32)
+        results = {
+            "generated": generated,
+            "ssim": image_metrics.ssim(fake, real, max_val=self.max_val),
+            "psnr": image_metrics.psnr(fake, real),
+        }
+        if flows:
+            results["flow_last"] = flows[-1]
+            results["mask_last"] = masks[-1]
+        if self.lpips is not None:
+            results["lpips"] = self.lpips((fake, real))
+        if self.fid is not None:
+            results["features"] = self.fid.extract_tensor(fake)
+        if "epe" in self.metrics:
+            source = tf.cast(batch["source_image"], tf.float32)
+            gt_flow, visibility = batch["flow"], batch["visibility"]
+            height = self.image_size[0]
+            # Static shapes: recorded while tracing, read when summarising.
+            self._factors = [height // int(flow.shape[1]) for flow in flows]
+            for i, flow in enumerate(flows):
+                factor = self._factors[i]
+                gt_scaled, vis_scaled = flow_metrics.downsample_ground_truth(
+                    gt_flow, visibility, factor
+                )
+                results[f"epe_all_{i}"] = flow_metrics.endpoint_error_sums(flow, gt_scaled)
+                results[f"epe_visible_{i}"] = flow_metrics.endpoint_error_sums(
+                    flow, gt_scaled, vis_scaled
+                )
+                results[f"warp_ssim_{i}"] = flow_metrics.warped_ssim(
+                    source, real, flow, visibility, max_val=self.max_val
+                )
+            results["warp_ssim_gt"] = flow_metrics.warped_ssim(
+                source, real, gt_flow, visibility, max_val=self.max_val
+            )
+        return results
+
+    def _host_batch(self, batch):
+        """Runs a host predictor and adds its outputs to the batch (non-replicated path)."""
+        generated, flows, masks = self.backend.predict(batch)
+        if self.backend.num_flows is None:
+            self.backend.num_flows = len(flows)
+        batch = dict(batch)
+        batch["generated"] = generated
+        for i, (flow, mask) in enumerate(zip(flows, masks)):
+            batch[f"flow_{i}"] = flow
+            batch[f"mask_{i}"] = mask
+        return batch
+
+    def _distribute_host_batch(self, batch):
+        replicas = self.strategy.num_replicas_in_sync
+        arrays = {k: np.asarray(v) for k, v in batch.items()}
+        if replicas == 1:
+            return arrays
+
+        def part(context):
+            index = context.replica_id_in_sync_group
+            return {k: np.array_split(v, replicas)[index] for k, v in arrays.items()}
+
+        return self.strategy.experimental_distribute_values_from_function(part)
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self):
+        """Evaluates and writes the outputs; returns the ``metrics.json`` content."""
+        options = self.options
+        os.makedirs(options.out, exist_ok=True)
+        started = time.perf_counter()
+        self.load_metric_networks()
+        self.load_model()
+        self.load_reference_statistics()
+        self.pairs = list_pairs(self.kind, options.data, options.split)
+        if options.limit:
+            self.pairs = self.pairs[: int(options.limit)]
+        total = len(self.pairs)
+        self.protocol.resize_filter = (
+            f"dataset images resized to {self.image_size[0]}x{self.image_size[1]} by "
+            "gfla_tf.data.build_dataset (see its docs)"
+        )
+        if self.kind == "synthetic" and "epe" in self.metrics:
+            self.protocol.flow_ground_truth = (
+                "full-resolution backward flow and visibility of the synthetic renderer, "
+                "downsampled per scale by gfla_tf.data.resize_flow (visible-weighted mean "
+                "flow / factor, visible when at least half the cell is); warp SSIM warps the "
+                "source with the flow upsampled bilinearly to full resolution"
+            )
+        rank_by = options.rank_by or ("lpips" if self.lpips is not None else "ssim")
+        if rank_by not in ("lpips", "ssim", "psnr") or (rank_by == "lpips" and self.lpips is None):
+            raise ValueError(f"--rank-by {rank_by} is not a computed per-pair metric")
+
+        dataset = self._dataset(options.split)
+        # No Python control flow depends on tensors here; skipping autograph's source
+        # conversion of the generator and metric networks saves most of the trace time.
+        step = tf.function(
+            lambda b: self.strategy.run(self._step, args=(b,)),
+            reduce_retracing=True,
+            autograph=False,
+        )
+        if self.backend.replicated:
+            batches = ((b, b) for b in self.strategy.experimental_distribute_dataset(dataset))
+        else:
+            batches = ((self._distribute_host_batch(self._host_batch(b)), b) for b in dataset)
+        progress = keras.utils.Progbar(total, unit_name="pair")
+        per_pair = {"ssim": [], "psnr": []}
+        if self.lpips is not None:
+            per_pair["lpips"] = []
+        generated_stats = FeatureStatistics() if self.fid is not None else None
+        epe_sums = {}
+        warp_values = {}
+        best, worst = [], []
+        seen = 0
+        for step_input, raw in batches:
+            results = _local_concat(self.strategy, step(step_input))
+            host = (
+                _local_concat(self.strategy, raw)
+                if self.backend.replicated
+                else {k: np.asarray(v) for k, v in raw.items()}
+            )
+            valid = host["valid"].astype(bool)
+            results = tf.nest.map_structure(lambda v, m=valid: v[m], results)
+            count = int(valid.sum())
+            for name in per_pair:
+                per_pair[name].extend(float(v) for v in results[name])
+            if generated_stats is not None:
+                generated_stats.update(results["features"])
+            for key, value in results.items():
+                if key.startswith("epe_"):
+                    sums, counts = value
+                    acc = epe_sums.setdefault(key, [0.0, 0.0])
+                    acc[0] += float(np.sum(sums))
+                    acc[1] += float(np.sum(counts))
+                elif key.startswith("warp_ssim"):
+                    warp_values.setdefault(key, []).extend(float(v) for v in value)
+            self._keep_examples(best, worst, results, host, rank_by, seen, count)
+            seen += count
+            progress.add(count)
+        if not seen:
+            raise ValueError(f"no {options.split} pairs found under {options.data}")
+        self.protocol.num_pairs = seen
+        metrics = {name: float(np.nanmean(values)) for name, values in per_pair.items()}
+        if generated_stats is not None:
+            metrics["fid"] = FID.distance(generated_stats, self.reference_stats)
+        if epe_sums:
+            metrics["epe"] = self._epe_summary(epe_sums)
+            metrics["warp_ssim"] = {
+                (
+                    "ground_truth"
+                    if key == "warp_ssim_gt"
+                    else self._scale_name(int(key.rsplit("_", 1)[1]))
+                ): float(np.nanmean(values))
+                for key, values in warp_values.items()
+            }
+        output = {
+            "metrics": metrics,
+            "protocol": self.protocol.to_dict(),
+            "num_pairs": seen,
+            "rank_by": rank_by,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        report.write_json(os.path.join(options.out, "metrics.json"), output)
+        self._write_per_pair(per_pair)
+        self._write_report(output, best, worst, rank_by)
+        return output
+
+    def _scale_name(self, index):
+        factors = getattr(self, "_factors", [])
+        return f"1/{factors[index]}" if index < len(factors) else f"scale_{index}"
+
+    def _epe_summary(self, sums):
+        """{"1/8": {"all": ..., "visible": ...}, ...}: pixel-weighted mean EPE per scale."""
+        summary = {}
+        for key, (total, count) in sorted(sums.items()):
+            _, which, index = key.split("_")
+            summary.setdefault(self._scale_name(int(index)), {})[which] = (
+                total / count if count else float("nan")
+            )
+        return summary
+
+    def _keep_examples(self, best, worst, results, host, rank_by, offset, count):
+        """Keeps the ``num_examples`` best and worst pairs with what the report shows."""
+        keep = int(self.options.num_examples)
+        if keep <= 0:
+            return
+        sign = -1.0 if rank_by == "lpips" else 1.0  # higher "goodness" is better
+        for i in range(count):
+            goodness = sign * float(results[rank_by][i])
+            if not np.isfinite(goodness):
+                continue
+            for heap, key in ((best, goodness), (worst, -goodness)):
+                item = (key, offset + i)
+                if len(heap) < keep:
+                    heapq.heappush(heap, (item, _example(results, host, i, offset)))
+                elif item > heap[0][0]:
+                    heapq.heapreplace(heap, (item, _example(results, host, i, offset)))
+
+    def _write_per_pair(self, per_pair):
+        names = list(per_pair)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["index", "source", "target"] + names)
+        for i in range(len(per_pair[names[0]])):
+            source, target = self.pairs[i] if i < len(self.pairs) else ("", "")
+            writer.writerow([i, source, target] + [f"{per_pair[n][i]:.6f}" for n in names])
+        report.write_atomic(os.path.join(self.options.out, "per_pair.csv"), buffer.getvalue())
+
+    def _pair_label(self, index):
+        if index < len(self.pairs):
+            return f"pair {index}: {self.pairs[index][0]} -> {self.pairs[index][1]}"
+        return f"pair {index}"
+
+    def _write_report(self, output, best, worst, rank_by):
+        out = self.options.out
+        sections = []
+        for title, heap, reverse in (("Best pairs", best, True), ("Worst pairs", worst, True)):
+            entries = []
+            for rank, (_, entry) in enumerate(sorted(heap, key=lambda e: e[0], reverse=reverse)):
+                name = f"{title.split()[0].lower()}_{rank:02d}.png"
+                strip = report.pair_strip(
+                    entry["source"],
+                    entry["target_keypoints"],
+                    entry["generated"],
+                    entry["target"],
+                    entry["flow"],
+                    entry["mask"],
+                )
+                report.write_png(os.path.join(out, "report", name), strip)
+                entries.append(
+                    {
+                        "image": f"report/{name}",
+                        "label": self._pair_label(entry["index"]),
+                        "values": entry["values"],
+                    }
+                )
+            sections.append((f"{title} by {rank_by}", entries))
+        report.write_html(
+            os.path.join(out, "report.html"), output["metrics"], output["protocol"], sections
+        )
+
+
+def _to_uint8(image):
+    return np.clip(np.round((np.asarray(image) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def _example(results, host, i, offset):
+    """What the report shows of pair ``i`` of a batch."""
+    return {
+        "index": offset + i,
+        "values": {n: float(results[n][i]) for n in ("ssim", "psnr", "lpips") if n in results},
+        "source": _to_uint8(host["source_image"][i]),
+        "target": _to_uint8(host["target_image"][i]),
+        "target_keypoints": host["target_keypoints"][i],
+        "generated": results["generated"][i],
+        "flow": results["flow_last"][i] if "flow_last" in results else None,
+        "mask": results["mask_last"][i] if "mask_last" in results else None,
+    }
+
+
+def evaluate(options):
+    """Runs an evaluation; returns the ``metrics.json`` content.
+
+    Args:
+      options: an ``EvaluationOptions``.
+
+    Returns:
+      dict with "metrics", "protocol", "num_pairs", "rank_by" and "seconds".
+
+    Raises:
+      WeightsUnavailableError: LPIPS/Inception weights are missing (before generating).
+      FileNotFoundError: the model, data or FID reference is missing.
+      ValueError: bad options.
+    """
+    return Evaluator(options).run()
+
+
+__all__ = ["EvaluationOptions", "Evaluator", "WeightsUnavailableError", "evaluate", "parse_metrics"]

@@ -1,0 +1,92 @@
+"""TFLite conversion of an exported GFLA SavedModel (builtin ops only).
+
+``tf.lite.TFLiteConverter.from_saved_model`` converts the SavedModel's signatures;
+``from_keras_model`` is not used because it does not handle the generator's dict of
+inputs. The ``.tflite`` file holds two signatures, as the SavedModel does:
+
+* ``heatmaps``: float image in [-1, 1] and heatmaps in, float image out. Its error against
+  the Keras model is what the export tests bound (float32 <= 1e-4, float16 <= 1e-2).
+* ``serving_default``: uint8 image and keypoints in, uint8 image out (heatmaps rendered
+  in the graph), which is what ``load_predictor`` runs.
+
+The run-time checks of the SavedModel (``Assert``) are not builtin ops; the converter
+drops them, so a ``.tflite`` file trusts its caller's shapes (the predictor checks them).
+"""
+
+import logging
+import os
+import tempfile
+
+import tensorflow as tf
+
+from gfla_tf.export import signatures
+
+_log = logging.getLogger(__name__)
+
+QUANTIZE_MODES = ("none", "float16", "dynamic")
+DEFAULT_SIGNATURES = (signatures.SERVING_DEFAULT, signatures.HEATMAP_SIGNATURE)
+
+
+def convert_saved_model(saved_model_dir, quantize="none", signature_keys=DEFAULT_SIGNATURES):
+    """Converts a SavedModel to a TFLite flatbuffer with builtin ops only.
+
+    Args:
+      saved_model_dir: a SavedModel directory (or a TF Serving base directory, whose
+        highest version is used).
+      quantize: "none" (float32), "float16" (float16 weights) or "dynamic" (int8 weights,
+        dynamic-range quantisation of activations in supported kernels).
+      signature_keys: the signatures to convert.
+
+    Returns:
+      The flatbuffer as bytes.
+
+    Raises:
+      ValueError: if ``quantize`` is not one of QUANTIZE_MODES.
+    """
+    from gfla_tf.export.saved_model import resolve_saved_model_dir
+
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    saved_model_dir = resolve_saved_model_dir(os.fspath(saved_model_dir))
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=list(signature_keys)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def export_tflite(saved_model_dir, output_path, quantize="none"):
+    """Converts ``saved_model_dir`` to ``output_path`` (written atomically).
+
+    Args:
+      saved_model_dir: a SavedModel directory or a TF Serving base directory.
+      output_path: the ``.tflite`` file to write; an existing file is replaced only once
+        the new one is complete.
+      quantize: "none", "float16" or "dynamic".
+
+    Returns:
+      ``output_path``.
+
+    Raises:
+      ValueError: if ``quantize`` is not one of QUANTIZE_MODES.
+    """
+    flatbuffer = convert_saved_model(saved_model_dir, quantize=quantize)
+    output_path = os.fspath(output_path)
+    directory = os.path.dirname(os.path.abspath(output_path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(flatbuffer)
+        os.replace(tmp, output_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _log.info("wrote %s (%s, %d bytes)", output_path, quantize, len(flatbuffer))
+    return output_path

@@ -1,0 +1,51 @@
+"""GFLA training: the two-stage trainer, distribution, checkpoints and the ``train`` loop.
+
+``GFLATrainer`` is a ``keras.Model`` with its own ``compile``/``train_step``/``test_step``;
+``train(config, workdir)`` runs a whole stage (``gfla train`` is a thin wrapper around it).
+"""
+
+from gfla_tf.training.callbacks import (
+    AtomicBackupAndRestore,
+    NonFiniteLossError,
+    PeriodicCheckpoint,
+    TerminateOnNonFiniteLoss,
+    TrainingLogger,
+    flow_to_rgb,
+    sample_grid,
+)
+from gfla_tf.training.checkpoints import (
+    latest_checkpoint,
+    load_config,
+    load_flow_estimator,
+    restore_trainer,
+    save_checkpoint,
+    save_config,
+)
+from gfla_tf.training.compat import DistributedFitMixin
+from gfla_tf.training.loop import TrainResult, build_trainer, save_generator, train
+from gfla_tf.training.strategy import build_strategy, is_chief
+from gfla_tf.training.trainer import GFLATrainer, required_vgg_layers
+
+__all__ = [
+    "AtomicBackupAndRestore",
+    "DistributedFitMixin",
+    "GFLATrainer",
+    "NonFiniteLossError",
+    "PeriodicCheckpoint",
+    "TerminateOnNonFiniteLoss",
+    "TrainResult",
+    "TrainingLogger",
+    "build_strategy",
+    "build_trainer",
+    "flow_to_rgb",
+    "is_chief",
+    "latest_checkpoint",
+    "load_config",
+    "load_flow_estimator",
+    "restore_trainer",
+    "sample_grid",
+    "save_checkpoint",
+    "save_config",
+    "save_generator",
+    "train",
+]

@@ -101,23 +101,40 @@ def main(argv=None):
         result = {}
         for impl in ("custom", "reference"):
             proc = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--worker", case, impl,
-                 "--repeats", str(args.repeats), "--batch", str(args.batch)],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--worker",
+                    case,
+                    impl,
+                    "--repeats",
+                    str(args.repeats),
+                    "--batch",
+                    str(args.batch),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             result[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append((case, result))
-    print(f"Machine: {_machine()}; batch {args.batch}, float32, forward+backward, "
-          f"median of {args.repeats} steps; peak = growth of peak RSS in a fresh process.\n")
-    print("| case | custom ms | reference ms | speed-up | custom peak MB | reference peak MB "
-          "| memory ratio |")
+    print(
+        f"Machine: {_machine()}; batch {args.batch}, float32, forward+backward, "
+        f"median of {args.repeats} steps; peak = growth of peak RSS in a fresh process.\n"
+    )
+    print(
+        "| case | custom ms | reference ms | speed-up | custom peak MB | reference peak MB "
+        "| memory ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for case, r in rows:
         c, ref = r["custom"], r["reference"]
         speedup = ref["time_ms"] / c["time_ms"]
         ratio = c["peak_mb"] / ref["peak_mb"] if ref["peak_mb"] > 0 else float("nan")
-        print(f"| {case} | {c['time_ms']:.1f} | {ref['time_ms']:.1f} | {speedup:.1f}x "
-              f"| {c['peak_mb']:.1f} | {ref['peak_mb']:.1f} | {ratio:.2f} |")
+        print(
+            f"| {case} | {c['time_ms']:.1f} | {ref['time_ms']:.1f} | {speedup:.1f}x "
+            f"| {c['peak_mb']:.1f} | {ref['peak_mb']:.1f} | {ratio:.2f} |"
+        )
     return 0
 
 

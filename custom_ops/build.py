@@ -106,7 +106,18 @@ def _run_parallel(commands, verbose):
 
 
 def _compile_cmd(cxx, source, obj, tf, defines, extra):
-    return [cxx, *COMMON_FLAGS, *QUIET_FLAGS, *tf["compile"], *defines, *extra, "-c", source, "-o", obj]
+    return [
+        cxx,
+        *COMMON_FLAGS,
+        *QUIET_FLAGS,
+        *tf["compile"],
+        *defines,
+        *extra,
+        "-c",
+        source,
+        "-o",
+        obj,
+    ]
 
 
 def build_library(output=None, verbose=0, cuda=None):
@@ -156,8 +167,21 @@ def build_library(output=None, verbose=0, cuda=None):
             cuda_obj = os.path.join(tmp, "cuda.o")
             gpu_defines = defines + ["-DGOOGLE_CUDA=1"]
             gpu_cmds = [
-                [nvcc, "-std=c++17", "-O2", "-x", "cu", "-Xcompiler", "-fPIC", "-DGOOGLE_CUDA=1",
-                 *_cuda_archs(), "-c", CUDA_SOURCE, "-o", cuda_obj],
+                [
+                    nvcc,
+                    "-std=c++17",
+                    "-O2",
+                    "-x",
+                    "cu",
+                    "-Xcompiler",
+                    "-fPIC",
+                    "-DGOOGLE_CUDA=1",
+                    *_cuda_archs(),
+                    "-c",
+                    CUDA_SOURCE,
+                    "-o",
+                    cuda_obj,
+                ],
                 _compile_cmd(cxx, CPU_SOURCES[1], objs[1], tf, gpu_defines, [f"-I{cuda_headers}"]),
             ]
             results = _run_parallel([cmds[0]] + gpu_cmds, verbose)
@@ -165,7 +189,9 @@ def build_library(output=None, verbose=0, cuda=None):
                 raise RuntimeError(f"compiling {CPU_SOURCES[0]} failed:\n{results[0][1]}")
             failed = [(c, r) for c, r in zip(gpu_cmds, results[1:]) if r[0] != 0]
             if failed:
-                cuda_reason = f"CUDA compile failed: {' '.join(failed[0][0][:1])}:\n{failed[0][1][1][-4000:]}"
+                cuda_reason = (
+                    f"CUDA compile failed: {' '.join(failed[0][0][:1])}:\n{failed[0][1][1][-4000:]}"
+                )
                 if cuda:
                     raise RuntimeError(cuda_reason)
                 _log.warning("%s\nbuilding the CPU-only library instead", cuda_reason)

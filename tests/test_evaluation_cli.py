@@ -4,10 +4,10 @@ import csv
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 from gfla_tf.cli import main as cli
 from gfla_tf.configs import synthetic
 from gfla_tf.evaluation import LPIPS
@@ -25,9 +25,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     config = synthetic.get_config("test")
     size = config.model.image_height
-    data = generate_dataset(
-        str(root / "data"), 6, num_test_pairs=NUM_TEST_PAIRS, size=size, seed=0
-    )
+    data = generate_dataset(str(root / "data"), 6, num_test_pairs=NUM_TEST_PAIRS, size=size, seed=0)
     keras.utils.set_random_seed(0)
     model = str(root / "generator.keras")
     build_generator(config.model).save(model)
@@ -36,8 +34,8 @@ def workspace(tmp_path_factory):
     return {"root": root, "data": data, "model": model, "lpips": lpips}
 
 
-@pytest.fixture
-def tiny_inception(monkeypatch):
+@pytest.fixture(scope="module")
+def tiny_inception_module():
     """Replaces InceptionV3 with a small random network (the FID plumbing is what is tested)."""
 
     def build(weights="imagenet", input_size=299):
@@ -47,7 +45,9 @@ def tiny_inception(monkeypatch):
         x = keras.layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, keras.layers.Dense(6)(x))
 
-    monkeypatch.setattr(fid_lib, "build_inception", build)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fid_lib, "build_inception", build)
+        yield
 
 
 def _evaluate(workspace, out, *extra):
@@ -60,20 +60,9 @@ def _per_pair(out):
         return list(csv.DictReader(f))
 
 
-def test_evaluate_writes_metrics_and_report(workspace, tiny_inception, capsys):
-    out = workspace["root"] / "out"
-    status = _evaluate(
-        workspace,
-        out,
-        "--metrics", "ssim,psnr,lpips,fid,epe",
-        "--lpips-weights", workspace["lpips"],
-        "--inception-weights", "random",
-        "--fid-input-size", "16",
-        "--batch-size", "2",
-        "--num-examples", "2",
-    )  # fmt: skip
+def test_evaluate_writes_metrics_and_report(default_run):
+    status, out = default_run
     assert status == 0
-    assert "ssim" in capsys.readouterr().out
     with open(out / "metrics.json") as f:
         result = json.load(f)
     metrics = result["metrics"]
@@ -97,15 +86,29 @@ def test_evaluate_writes_metrics_and_report(workspace, tiny_inception, capsys):
     assert all(f'src="report/{name}"' in page for name in images)
 
 
-def test_evaluate_mirrored_matches_default(workspace):
+@pytest.fixture(scope="module")
+def default_run(workspace, tiny_inception_module):
+    """One full evaluation (every metric, default strategy), shared by the tests."""
+    out = workspace["root"] / "out"
+    status = _evaluate(
+        workspace,
+        out,
+        "--metrics", "ssim,psnr,lpips,fid,epe",
+        "--lpips-weights", workspace["lpips"],
+        "--inception-weights", "random",
+        "--fid-input-size", "16",
+        "--batch-size", "4",
+        "--num-examples", "2",
+    )  # fmt: skip
+    return status, out
+
+
+def test_evaluate_mirrored_matches_default(workspace, default_run):
     """Two logical CPUs (conftest): replicated generation gives the same per-pair SSIM."""
-    outs = []
-    for strategy in ("default", "mirrored"):
-        out = workspace["root"] / f"out-{strategy}"
-        extra = ("--metrics", "ssim,epe", "--batch-size", "4", "--strategy", strategy)
-        assert _evaluate(workspace, out, *extra) == 0
-        outs.append(_per_pair(out))
-    default, mirrored = outs
+    out = workspace["root"] / "out-mirrored"
+    extra = ("--metrics", "ssim", "--batch-size", "4", "--strategy", "mirrored")
+    assert _evaluate(workspace, out, *extra) == 0
+    default, mirrored = _per_pair(default_run[1]), _per_pair(out)
     assert [r["source"] for r in default] == [r["source"] for r in mirrored]
     np.testing.assert_allclose(
         [float(r["ssim"]) for r in default], [float(r["ssim"]) for r in mirrored], atol=2e-3

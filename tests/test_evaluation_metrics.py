@@ -1,11 +1,11 @@
 """Mathematics of the evaluation metrics: SSIM, PSNR, LPIPS, FID, flow EPE and warping."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from scipy.ndimage import correlate1d
 
-import keras
 from gfla_tf.evaluation import (
     FID,
     LPIPS,
@@ -97,9 +97,7 @@ def test_psnr_known_value():
     b = np.full((1, 8, 8, 3), 0.2, np.float32)  # MSE 0.04 on a range of 2
     np.testing.assert_allclose(psnr(a, b).numpy(), [10 * np.log10(4 / 0.04)], rtol=1e-5)
     u8 = np.full((1, 8, 8, 3), 10, np.uint8)
-    np.testing.assert_allclose(
-        psnr(u8, u8 + 5).numpy(), [10 * np.log10(255**2 / 25.0)], rtol=1e-5
-    )
+    np.testing.assert_allclose(psnr(u8, u8 + 5).numpy(), [10 * np.log10(255**2 / 25.0)], rtol=1e-5)
     assert np.isinf(psnr(a, a).numpy()).all()
 
 
@@ -186,9 +184,7 @@ def test_frechet_distance_of_diagonal_gaussians_closed_form():
     # Scaled copies of one covariance: tr(S + c^2 S - 2 c S) = (1 - c)^2 tr(S).
     a = rng.randn(6, 6)
     cov = a @ a.T + np.eye(6)
-    np.testing.assert_allclose(
-        frechet_distance(mu1, cov, mu1, 4 * cov), np.trace(cov), rtol=1e-6
-    )
+    np.testing.assert_allclose(frechet_distance(mu1, cov, mu1, 4 * cov), np.trace(cov), rtol=1e-6)
     with pytest.raises(ValueError, match="sigma2"):
         frechet_distance(mu1, cov, mu2, np.eye(5))
 

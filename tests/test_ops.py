@@ -72,13 +72,19 @@ IMPLS_UNDER_TEST = [
 @pytest.mark.parametrize("impl", IMPLS_UNDER_TEST)
 @pytest.mark.parametrize(
     "k,shape",
-    [(1, (2, 3, 4, 5, 6, 3)), (2, (1, 4, 3, 4, 3, 1)), (3, (2, 5, 7, 6, 4, 3)),
-     (4, (1, 3, 5, 5, 3, 2)), (7, (1, 4, 4, 3, 5, 2))],
+    [
+        (1, (2, 3, 4, 5, 6, 3)),
+        (2, (1, 4, 3, 4, 3, 1)),
+        (3, (2, 5, 7, 6, 4, 3)),
+        (4, (1, 3, 5, 5, 3, 2)),
+        (7, (1, 4, 4, 3, 5, 2)),
+    ],
 )
 def test_forward_matches_numpy(impl, k, shape):
     batch, h, w, hs, ws, c = shape
-    source, flow, attention = _inputs(np.random.default_rng(k), batch, h, w, hs, ws, c, k,
-                                      dtype=np.float64)
+    source, flow, attention = _inputs(
+        np.random.default_rng(k), batch, h, w, hs, ws, c, k, dtype=np.float64
+    )
     block = ops.block_extract(source, flow, k, impl=impl)
     np.testing.assert_allclose(block, np_block_extract(source, flow, k), rtol=1e-12, atol=1e-12)
     out = ops.local_attention(source, flow, attention, k, impl=impl)
@@ -255,8 +261,9 @@ def test_mirrored_strategy_two_cpus():
     per_replica = strategy.run(tf.function(replica_step), args=batch)
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(ops.local_attention(source * weight, flow, attention, 3,
-                                                 impl="reference"))
+        loss = tf.reduce_sum(
+            ops.local_attention(source * weight, flow, attention, 3, impl="reference")
+        )
     np.testing.assert_allclose(total, tape.gradient(loss, weight), rtol=1e-5)
 
 

@@ -119,7 +119,10 @@ def test_grad_ops_check_the_upstream_gradient():
     source, flow, attention = _tensors({})
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"grad must have shape \[2,4,4,3\]"):
         lib.gfla_local_attention_grad(
-            grad=tf.ones([2, 4, 4, 2]), source=source, flow=flow, attention=attention,
+            grad=tf.ones([2, 4, 4, 2]),
+            source=source,
+            flow=flow,
+            attention=attention,
             kernel_size=K,
         )
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"grad must have shape \[2,4,4,9,3\]"):

@@ -119,16 +119,29 @@ def main(argv=None):
     rows = []
     for batch, size, channels, k in BENCH_CASES:
         proc = subprocess.run(
-            [args.harness, "bench", str(batch), str(size), str(channels), str(k),
-             str(args.repeats)],
-            check=True, capture_output=True, text=True,
+            [
+                args.harness,
+                "bench",
+                str(batch),
+                str(size),
+                str(channels),
+                str(k),
+                str(args.repeats),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     if rows:
-        print(f"\nDevice: {rows[0]['device']}; float32; median of {args.repeats}; "
-              f"D2D copy bandwidth {rows[0]['copy_gbs']:.0f} GB/s\n")
-    print("| case | forward ms | backward ms | fwd+bwd ms | minimal MB | achieved GB/s "
-          "| fraction of copy bw |")
+        print(
+            f"\nDevice: {rows[0]['device']}; float32; median of {args.repeats}; "
+            f"D2D copy bandwidth {rows[0]['copy_gbs']:.0f} GB/s\n"
+        )
+    print(
+        "| case | forward ms | backward ms | fwd+bwd ms | minimal MB | achieved GB/s "
+        "| fraction of copy bw |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     below = []
     for r in rows:
@@ -137,9 +150,11 @@ def main(argv=None):
         fraction = gbs / r["copy_gbs"]
         if fraction < TARGET_FRACTION:
             below.append(r)
-        print(f"| k={r['k']}, {r['size']}x{r['size']}, C={r['channels']}, B={r['batch']} "
-              f"| {r['forward_ms']:.3f} | {r['backward_ms']:.3f} | {total_ms:.3f} "
-              f"| {r['min_bytes'] / 1e6:.1f} | {gbs:.0f} | {fraction:.0%} |")
+        print(
+            f"| k={r['k']}, {r['size']}x{r['size']}, C={r['channels']}, B={r['batch']} "
+            f"| {r['forward_ms']:.3f} | {r['backward_ms']:.3f} | {total_ms:.3f} "
+            f"| {r['min_bytes'] / 1e6:.1f} | {gbs:.0f} | {fraction:.0%} |"
+        )
     if below:
         print(f"\nnote: {len(below)} case(s) below the {TARGET_FRACTION:.0%} target")
     return 1 if failures else 0

@@ -112,10 +112,15 @@ def build_module(generator, image_size=None, sigma=signatures.DEFAULT_SIGMA, ref
     size = tuple(image_size) if image_size is not None else generator_image_size(generator)
     num_keypoints = _num_keypoints(generator)
     model = _reference_clone(generator) if reference else generator
-    module = tf.Module()
-    module.variables_ = list(model.variables)
+    module = tf.__internal__.tracking.AutoTrackable()
+    module.variables = list(model.variables)
     functions = signatures.build_functions(model, size, sigma=sigma, num_keypoints=num_keypoints)
-    concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
+    # heatmaps first: traced at top level its captures are the variables themselves, and
+    # serving_default then calls that same trace (a nested first trace would capture
+    # them through the outer graph, which TF1-style session loading cannot restore).
+    concrete = {}
+    for name in (signatures.HEATMAP_SIGNATURE, signatures.SERVING_DEFAULT):
+        concrete[name] = functions[name].get_concrete_function()
     module.serving_default = functions[signatures.SERVING_DEFAULT]
     module.heatmaps = functions[signatures.HEATMAP_SIGNATURE]
     metadata = {

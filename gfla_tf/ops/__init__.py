@@ -89,4 +89,11 @@ def local_attention(source, flow, attention, kernel_size, impl="auto"):
     return reference.local_attention(source, flow, attention, kernel_size)
 
 
-__all__ = ["IMPLS", "block_extract", "library_available", "local_attention", "resolve_impl", "status"]
+__all__ = [
+    "IMPLS",
+    "block_extract",
+    "library_available",
+    "local_attention",
+    "resolve_impl",
+    "status",
+]

@@ -32,7 +32,9 @@ def _check(source, flow, kernel_size, attention=None):
             f"source must have rank 4 [batch, height, width, channels], got shape {_shape_str(s)}"
         )
     if f.rank is not None and f.rank != 4:
-        raise _invalid(f"flow must have rank 4 [batch, height, width, 2], got shape {_shape_str(f)}")
+        raise _invalid(
+            f"flow must have rank 4 [batch, height, width, 2], got shape {_shape_str(f)}"
+        )
     if f.rank == 4 and f[3] is not None and f[3] != 2:
         raise _invalid(
             f"flow must have 2 channels (x, y) in its last dimension, got shape {_shape_str(f)}"

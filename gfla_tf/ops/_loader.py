@@ -45,9 +45,13 @@ def library_path():
 def _try_load():
     path = library_path()
     if path is None:
-        return None, None, (
-            "no _gfla_ops*.so next to gfla_tf/ops and GFLA_OPS_LIBRARY is not set; build it "
-            "with 'pip install --no-build-isolation -e .' or 'python custom_ops/build.py'"
+        return (
+            None,
+            None,
+            (
+                "no _gfla_ops*.so next to gfla_tf/ops and GFLA_OPS_LIBRARY is not set; build it "
+                "with 'pip install --no-build-isolation -e .' or 'python custom_ops/build.py'"
+            ),
         )
     if not os.path.isfile(path):
         return None, path, f"library file {path!r} does not exist"
@@ -143,7 +147,9 @@ def _registered_devices(op_name):
     from tensorflow.python.framework import kernels
 
     try:
-        return sorted({k.device_type for k in kernels.get_registered_kernels_for_op(op_name).kernel})
+        return sorted(
+            {k.device_type for k in kernels.get_registered_kernels_for_op(op_name).kernel}
+        )
     except Exception:  # noqa: BLE001 - introspection only
         return []
 

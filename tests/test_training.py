@@ -1,0 +1,179 @@
+"""Tests of gfla_tf.training in one process: stage-1 fit, checkpoints, restore, mirrored."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gfla_tf import training
+from gfla_tf.configs import synthetic
+
+SIZE = 32
+
+
+def _random_batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "source_image": rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32"),
+        "target_image": rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32"),
+        "source_pose": rng.uniform(0, 1, (n, SIZE, SIZE, 18)).astype("float32"),
+        "target_pose": rng.uniform(0, 1, (n, SIZE, SIZE, 18)).astype("float32"),
+    }
+
+
+def _dataset_fn(input_context, global_batch):
+    dataset = tf.data.Dataset.from_tensor_slices(_random_batch(8)).repeat()
+    if input_context is not None:
+        global_batch = input_context.get_per_replica_batch_size(global_batch)
+    return dataset.batch(global_batch, drop_remainder=True)
+
+
+def _config(**train):
+    config = synthetic.get_config("test")
+    config.train.update(dict(steps=2, steps_per_epoch=1, checkpoint_every=1, log_every=1))
+    config.train.update(train)
+    return config
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("stage1"))
+    config = _config(keep_checkpoints=1, image_every=2)
+    result = training.train(config, workdir, strategy="default", verbose=0, dataset_fn=_dataset_fn)
+    return config, workdir, result
+
+
+def test_stage1_trains_flow_estimator_only_and_writes_outputs(stage1_run):
+    config, workdir, result = stage1_run
+    trainer = result.trainer
+    assert int(trainer.optimizer.iterations.numpy()) == 2
+    for name, values in result.history.history.items():
+        assert all(math.isfinite(v) for v in values), name
+    assert {"correctness", "regularization", "g_loss"} <= set(result.history.history)
+    # Stage 1 updates F only: the renderer keeps its initial weights.
+    fresh = training.build_trainer(config)
+    flow_vars = {v.path for v in trainer.generator.flow_estimator.trainable_variables}
+    changed_flow = changed_other = 0
+    for new, old in zip(trainer.generator.trainable_variables, fresh.generator.trainable_variables):
+        differs = not np.allclose(new.numpy(), old.numpy())
+        if new.path in flow_vars:
+            changed_flow += differs
+        else:
+            changed_other += differs
+    assert changed_flow > 0 and changed_other == 0
+
+    assert training.load_config(workdir).train.stage == 1
+    assert os.path.isfile(os.path.join(workdir, "config.txt"))
+    ckpts = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    assert ckpts == ["ckpt-00000002"]  # keep_checkpoints=1, no temporary leftovers
+    with open(os.path.join(workdir, "backup", "training_metadata.json")) as f:
+        assert json.load(f)["epoch"] == 2
+    events = os.listdir(os.path.join(workdir, "tensorboard"))
+    assert events and os.path.getsize(os.path.join(workdir, "tensorboard", events[0])) > 0
+    assert os.path.isfile(os.path.join(workdir, "generator.weights.h5"))
+
+
+def test_restore_and_stage2_initialisation(stage1_run):
+    config, workdir, result = stage1_run
+    restored = training.build_trainer(config)
+    training.restore_trainer(restored, workdir)
+    assert int(restored.optimizer.iterations.numpy()) == 2
+    for a, b in zip(restored.generator.weights, result.trainer.generator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+    stage2 = config.copy_and_resolve_references()
+    stage2.train.stage = 2
+    trainer2 = training.build_trainer(stage2)
+    training.load_flow_estimator(trainer2.generator, workdir, stage2.model)
+    for a, b in zip(
+        trainer2.generator.flow_estimator.weights, result.trainer.generator.flow_estimator.weights
+    ):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert trainer2.discriminator is not None
+    assert set(trainer2.loss_weights) == set(stage2.loss.stage2)
+
+
+def test_save_checkpoint_keeps_newest(stage1_run, tmp_path):
+    _, _, result = stage1_run
+    for step in (3, 1, 7):
+        training.save_checkpoint(result.trainer, str(tmp_path), step, keep=2)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-00000003", "ckpt-00000007"]
+    assert training.latest_checkpoint(str(tmp_path)).endswith("ckpt-00000007")
+
+
+def test_mirrored_step_matches_single_device():
+    """Global-batch loss scaling: one step on 2 replicas equals one step on 1 device."""
+    config = _config()
+    batch = _random_batch(2, seed=3)
+    results = []
+    initial = None
+    for strategy in (tf.distribute.get_strategy(), training.build_strategy("mirrored")):
+        with strategy.scope():
+            trainer = training.build_trainer(config)
+            if initial is None:
+                initial = trainer.get_weights()
+            else:
+                trainer.set_weights(initial)
+        dataset = tf.data.Dataset.from_tensor_slices(batch).batch(2)
+        history = trainer.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+        results.append((history.history, [v.numpy() for v in trainer.generator.weights]))
+    assert training.build_strategy("mirrored").num_replicas_in_sync == 2
+    (hist_a, weights_a), (hist_b, weights_b) = results
+    for name in hist_a:
+        np.testing.assert_allclose(hist_a[name], hist_b[name], rtol=1e-4, err_msg=name)
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+
+
+class _StubOptimizer:
+    iterations = tf.Variable(5)
+
+
+def test_non_finite_loss_stops_with_message():
+    callback = training.TerminateOnNonFiniteLoss()
+    model = keras.Model()
+    model.optimizer = _StubOptimizer()
+    callback.set_model(model)
+    callback.on_train_batch_end(0, {"l1": np.float32(0.5)})
+    with pytest.raises(training.NonFiniteLossError, match="'style' is nan at step 5"):
+        callback.on_train_batch_end(1, {"l1": np.float32(0.5), "style": np.float32("nan")})
+    assert model.stop_training
+
+
+def test_trainer_rejects_bad_arguments():
+    config = _config()
+    trainer = training.build_trainer(config)
+    with pytest.raises(ValueError, match="stage must be 1 or 2"):
+        training.GFLATrainer(trainer.generator, None, trainer.vgg_extractor, stage=3)
+    with pytest.raises(ValueError, match="discriminator"):
+        training.GFLATrainer(trainer.generator, None, trainer.vgg_extractor, stage=2)
+    with pytest.raises(ValueError, match="unknown loss_weights"):
+        trainer.compile(g_optimizer=keras.optimizers.Adam(), loss_weights={"stlye": 1.0})
+    with pytest.raises(ValueError, match="missing"):
+        trainer.train_step({"source_image": tf.zeros([1, SIZE, SIZE, 3])})
+    bad = _config(mixed_precision="float64")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        training.train(bad, "unused", strategy="default", dataset_fn=_dataset_fn)
+
+
+def test_mixed_float16_uses_loss_scaling(tmp_path):
+    config = _config(mixed_precision="mixed_float16", steps=1)
+    result = training.train(
+        config, str(tmp_path), strategy="default", verbose=0, dataset_fn=_dataset_fn
+    )
+    assert isinstance(result.trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert all(math.isfinite(v[0]) for v in result.history.history.values())
+    assert keras.config.dtype_policy().name == "float32"  # restored after the run
+
+
+def test_flow_to_rgb_and_sample_grid(stage1_run):
+    _, _, result = stage1_run
+    rgb = training.flow_to_rgb(tf.constant([[[[1.0, 0.0], [0.0, 0.0]]]]))
+    assert rgb.shape == (1, 1, 2, 3)
+    np.testing.assert_allclose(rgb[0, 0, 1].numpy(), [0.0, 0.0, 0.0])
+    grid = training.sample_grid(result.generator, _random_batch(2), max_rows=2)
+    assert grid.shape == (2 * SIZE, 6 * SIZE, 3) and grid.dtype == np.uint8

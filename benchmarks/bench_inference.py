@@ -76,7 +76,9 @@ def main():
         f"{os.cpu_count()} CPUs visible, TF {tf.__version__}, median of {args.repeats}."
     )
     print()
-    print("| dtype policy | op impl | batch | s / batch | s / image | speed-up vs float32 reference |")
+    print(
+        "| dtype policy | op impl | batch | s / batch | s / image | speed-up vs float32 reference |"
+    )
     print("|---|---|---|---|---|---|")
     for policy, impl, batch, seconds, per_image in rows:
         speedup = f"{ref[batch] / seconds:.2f}x" if batch in ref else "-"

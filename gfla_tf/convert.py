@@ -108,7 +108,10 @@ def generator_mapping(generator):
             head = flow.head_steps.index(i)
             m.conv(f"flow_net.output{i}", flow.flow_heads[head])
             m.conv(f"flow_net.mask{i}.0", flow.mask_heads[head])
-    for net, encoders in (("source", generator.source_encoders), ("target", generator.target_encoders)):
+    for net, encoders in (
+        ("source", generator.source_encoders),
+        ("target", generator.target_encoders),
+    ):
         for i, block in enumerate(encoders):
             _encoder_block(m, f"{net}." + ("block0" if i == 0 else f"encoder{i - 1}"), block)
     res_blocks = iter(generator.res_blocks)

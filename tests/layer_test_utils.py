@@ -103,7 +103,7 @@ def check_tflite(saved_model_dir, inputs, expected, atol=1e-4):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     got = run_tflite(converter.convert(), inputs)
     for g, e in zip(got, expected):
-        np.testing.assert_allclose(g, np.asarray(e), atol=atol, rtol=0)
+        np.testing.assert_allclose(g, np.asarray(e), atol=atol, rtol=1e-4)
 
 
 def check_fit_step(model, inputs):

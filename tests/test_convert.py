@@ -8,10 +8,10 @@ checkpoints are in tests/data (copied from the reference checkpoint listings).
 
 import os
 
+import layer_test_utils as ltu
 import numpy as np
 import pytest
 
-import layer_test_utils as ltu
 from gfla_tf import convert, models
 from gfla_tf.cli import convert as convert_cli
 from gfla_tf.configs import deepfashion, market
@@ -266,7 +266,10 @@ def test_cli_converts_and_writes_atomically(tmp_path):
     bad = dict(d_state)
     del bad["conv.bias"]
     np.savez(str(tmp_path / "bad.npz"), **bad)
-    assert convert_cli.main(argv + ["--discriminator", str(tmp_path / "bad.npz"), "--output", out]) != 0
+    assert (
+        convert_cli.main(argv + ["--discriminator", str(tmp_path / "bad.npz"), "--output", out])
+        != 0
+    )
     assert not os.path.exists(os.path.dirname(out)) or not os.listdir(os.path.dirname(out))
 
     assert convert_cli.main(argv + ["--discriminator", d_path, "--output", out]) == 0

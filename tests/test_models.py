@@ -107,7 +107,10 @@ def test_keras_save_and_reload(tmp_path, test_generator):
     cfg = deepfashion.get_config("test").model
     inputs = make_inputs(cfg)
     discriminator = models.build_discriminator(cfg)
-    discriminator(inputs["target_image"] if "target_image" in inputs else inputs["source_image"], training=True)
+    discriminator(
+        inputs["target_image"] if "target_image" in inputs else inputs["source_image"],
+        training=True,
+    )
     for model, x in ((test_generator, inputs), (discriminator, inputs["source_image"])):
         path = os.path.join(str(tmp_path), model.name + ".keras")
         model.save(path)

@@ -33,12 +33,16 @@ def build_parser(prog="gfla evaluate"):
         description="Generate every test pair with a model and compute the paper's metrics.",
     )
     parser.add_argument("--model", required=True, help=".keras file, SavedModel dir or .tflite")
-    parser.add_argument("--data", required=True, help="dataset root (DeepFashion layout)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="dataset root (DeepFashion or Market layout, or a synthetic dataset)",
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--metrics",
         default="auto",
-        help=f"comma-separated subset of {','.join(evaluator.METRICS)}; 'auto' (default) = "
+        help=f"comma-separated subset of {','.join(evaluator.METRICS)} (psnr comes with ssim); 'auto' (default) = "
         "ssim,psnr,lpips,fid, plus epe on synthetic data",
     )
     parser.add_argument("--batch-size", type=_positive_int, default=8)

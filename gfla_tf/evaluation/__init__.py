@@ -6,6 +6,7 @@ Metrics take images as [B, H, W, 3] uint8 or float in [-1, 1]; see
 ``gfla evaluate`` (``gfla_tf.cli.evaluate``) runs them over a test set.
 """
 
+from gfla_tf.evaluation.evaluator import EvaluationOptions, Evaluator, evaluate
 from gfla_tf.evaluation.fid import FID, FeatureStatistics, build_inception, frechet_distance
 from gfla_tf.evaluation.flow_metrics import (
     downsample_ground_truth,
@@ -21,6 +22,9 @@ from gfla_tf.evaluation.protocol import Protocol
 from gfla_tf.evaluation.weights import WeightsUnavailableError
 
 __all__ = [
+    "EvaluationOptions",
+    "Evaluator",
+    "evaluate",
     "FID",
     "LPIPS",
     "FeatureStatistics",

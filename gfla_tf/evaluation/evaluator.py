@@ -263,6 +263,11 @@ class Evaluator:
         self.strategy = make_strategy(options.strategy)
         self.max_val = 2.0 if options.ssim_range == "fixed" else "dynamic"
         self.protocol = Protocol(dataset=f"{self.kind} at {options.data}", split=options.split)
+        if options.ssim_range == "dynamic":
+            self.protocol.ssim = self.protocol.ssim.replace(
+                "data range = full range (255 on uint8)",
+                "data range = max - min of each generated image (PG2/PATN/GFLA scripts)",
+            )
         self.lpips = None
         self.fid = None
         self.reference_stats = None
@@ -461,9 +466,9 @@ class Evaluator:
     def run(self):
         """Evaluates and writes the outputs; returns the ``metrics.json`` content."""
         options = self.options
-        os.makedirs(options.out, exist_ok=True)
         started = time.perf_counter()
         self.load_metric_networks()
+        os.makedirs(options.out, exist_ok=True)
         self.load_model()
         self.load_reference_statistics()
         self.pairs = list_pairs(self.kind, options.data, options.split)

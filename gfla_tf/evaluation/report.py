@@ -160,17 +160,30 @@ def pair_strip(source, target_keypoints, generated, target, flow, mask, min_heig
     height, width = source.shape[:2]
     zoom = max(1, int(math.ceil(min_height / height)))
     out_h, out_w = height * zoom, width * zoom
-    pose = draw_skeleton(np.asarray(target_keypoints) * zoom, out_h, out_w)
+    try:
+        from gfla_tf.data import draw_skeleton as data_draw_skeleton
+    except ImportError:
+        data_draw_skeleton = None
+    points = np.asarray(target_keypoints, np.float64)
+    # Missing keypoints are negative; keep them negative after scaling.
+    points = np.where(points >= 0, points * zoom, -1.0)
+    if data_draw_skeleton is not None:
+        pose = np.asarray(data_draw_skeleton(points, size=(out_h, out_w)), np.uint8)
+    else:
+        pose = draw_skeleton(points, out_h, out_w)
     panels = [_resize_nearest(source, out_h, out_w), pose]
     panels += [_resize_nearest(generated, out_h, out_w), _resize_nearest(target, out_h, out_w)]
     if flow is None:
         panels.append(np.zeros((out_h, out_w, 3), np.uint8))
     else:
+        # A broken model can emit NaN; show it as no motion rather than fail the report.
+        flow = np.nan_to_num(np.asarray(flow, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         panels.append(_resize_nearest(flow_to_color(flow), out_h, out_w))
     if mask is None:
         panels.append(np.zeros((out_h, out_w, 3), np.uint8))
     else:
-        grey = (np.clip(np.asarray(mask)[..., 0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        mask = np.nan_to_num(np.asarray(mask, np.float64)[..., 0], nan=0.0)
+        grey = (np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8)
         panels.append(_resize_nearest(np.repeat(grey[..., None], 3, -1), out_h, out_w))
     return np.concatenate(panels, axis=1)
 

@@ -97,8 +97,8 @@ def _reference_clone(generator):
 def build_module(generator, image_size=None, sigma=signatures.DEFAULT_SIGMA, reference=True):
     """Builds the ``tf.Module`` that is saved: the generator's variables and both signatures.
 
-    Only the variables are tracked (not the Keras objects), so the SavedModel holds the
-    two serving functions and nothing Keras-specific.
+    Only the captured variables are tracked (not the Keras objects), so the SavedModel
+    holds the two serving functions and nothing Keras-specific.
 
     Args:
       generator: a generator following the ``gfla_tf.models`` contract.
@@ -113,7 +113,6 @@ def build_module(generator, image_size=None, sigma=signatures.DEFAULT_SIGMA, ref
     num_keypoints = _num_keypoints(generator)
     model = _reference_clone(generator) if reference else generator
     module = tf.__internal__.tracking.AutoTrackable()
-    module.variables = list(model.variables)
     functions = signatures.build_functions(model, size, sigma=sigma, num_keypoints=num_keypoints)
     # heatmaps first: traced at top level its captures are the variables themselves, and
     # serving_default then calls that same trace (a nested first trace would capture
@@ -121,6 +120,13 @@ def build_module(generator, image_size=None, sigma=signatures.DEFAULT_SIGMA, ref
     concrete = {}
     for name in (signatures.HEATMAP_SIGNATURE, signatures.SERVING_DEFAULT):
         concrete[name] = functions[name].get_concrete_function()
+    # Track the tf.Variables the traced functions capture (not the Keras wrappers around
+    # them): TF Serving's session loader restores exactly these.
+    captured = {}
+    for fn in concrete.values():
+        for variable in fn.variables:
+            captured.setdefault(id(variable), variable)
+    module.variables = list(captured.values())
     module.serving_default = functions[signatures.SERVING_DEFAULT]
     module.heatmaps = functions[signatures.HEATMAP_SIGNATURE]
     metadata = {

@@ -73,9 +73,7 @@ class ResBlockEncoder(keras.layers.Layer):
         b, h, w, c = input_shape
         hidden = self.hidden_filters or self.filters
         self.conv1.build(input_shape)
-        self.conv2.build(
-            (b, None if h is None else h + 2, None if w is None else w + 2, hidden)
-        )
+        self.conv2.build((b, None if h is None else h + 2, None if w is None else w + 2, hidden))
         self.bypass.build((b, None if h is None else h // 2, None if w is None else w // 2, c))
 
     def call(self, inputs, training=None):

@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from gfla_tf.layers import ResBlockEncoder, SpectralNormalization
-from gfla_tf.layers import _common
+from gfla_tf.layers import ResBlockEncoder, SpectralNormalization, _common
 
 
 @keras.saving.register_keras_serializable(package="gfla")

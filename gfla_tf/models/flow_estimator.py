@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from gfla_tf.layers import EncoderBlock, Jump, ResBlockDecoder
-from gfla_tf.layers import _common
+from gfla_tf.layers import EncoderBlock, Jump, ResBlockDecoder, _common
 
 INPUT_KEYS = ("source_image", "source_pose", "target_pose")
 
@@ -12,9 +11,7 @@ INPUT_KEYS = ("source_image", "source_pose", "target_pose")
 def check_input_dict(inputs, who):
     """Raises a clear error unless ``inputs`` is a dict with the three GFLA inputs."""
     if not isinstance(inputs, dict):
-        raise TypeError(
-            f"{who} expects a dict with keys {INPUT_KEYS}, got {type(inputs).__name__}"
-        )
+        raise TypeError(f"{who} expects a dict with keys {INPUT_KEYS}, got {type(inputs).__name__}")
     missing = [k for k in INPUT_KEYS if k not in inputs]
     if missing:
         raise ValueError(f"{who}: input dict is missing {missing}; expected keys {INPUT_KEYS}")
@@ -102,7 +99,8 @@ class FlowEstimator(keras.Model):
         cap = max(self.max_channels // self.ngf, 1)
         self.encoder_channels = [self.ngf * min(2**i, cap) for i in range(self.num_layers)]
         self.encoders = [
-            EncoderBlock(c, name=f"encoder{i}", **common) for i, c in enumerate(self.encoder_channels)
+            EncoderBlock(c, name=f"encoder{i}", **common)
+            for i, c in enumerate(self.encoder_channels)
         ]
         self.num_decoders = self.num_layers - min(attention_layers)
         self.decoders, self.jumps = [], []
@@ -111,9 +109,7 @@ class FlowEstimator(keras.Model):
         self.flow_heads, self.mask_heads = [], []
         for i in range(self.num_decoders):
             channels = self.encoder_channels[self.num_layers - i - 2]
-            self.decoders.append(
-                ResBlockDecoder(channels, channels, name=f"decoder{i}", **common)
-            )
+            self.decoders.append(ResBlockDecoder(channels, channels, name=f"decoder{i}", **common))
             self.jumps.append(Jump(channels, name=f"jump{i}", **common))
             if self.num_layers - i - 1 in attention_layers:
                 self.head_steps.append(i)

@@ -4,8 +4,14 @@ import keras
 from keras import ops
 
 from gfla_tf import ops as gfla_ops
-from gfla_tf.layers import EncoderBlock, LocalAttention, OutputBlock, ResBlock, ResBlockDecoder
-from gfla_tf.layers import _common
+from gfla_tf.layers import (
+    EncoderBlock,
+    LocalAttention,
+    OutputBlock,
+    ResBlock,
+    ResBlockDecoder,
+    _common,
+)
 from gfla_tf.models.flow_estimator import FlowEstimator, check_input_dict
 
 

@@ -154,6 +154,7 @@ def _write_request(path, request):
     np.savez(path, source_image=images, source_keypoints=source, target_keypoints=target)
 
 
+@pytest.mark.slow
 def test_fresh_process_without_gfla_tf(exported, tmp_path):
     request = str(tmp_path / "request.npz")
     _write_request(request, exported["request"])
@@ -176,8 +177,12 @@ def test_fresh_process_without_gfla_tf(exported, tmp_path):
     for prefix in ("eager_", "session_"):
         np.testing.assert_array_equal(results[prefix + "image"], expected["image"])
         for i in range(2):
-            np.testing.assert_allclose(results[f"{prefix}flow_{i}"], expected["flows"][i], atol=1e-5)
-            np.testing.assert_allclose(results[f"{prefix}mask_{i}"], expected["masks"][i], atol=1e-6)
+            np.testing.assert_allclose(
+                results[f"{prefix}flow_{i}"], expected["flows"][i], atol=1e-5
+            )
+            np.testing.assert_allclose(
+                results[f"{prefix}mask_{i}"], expected["masks"][i], atol=1e-6
+            )
     errors = report["errors"]
     for name, needle in (
         ("rank", "source_image must have shape [batch, 32, 32, 3]"),
@@ -191,6 +196,7 @@ def test_fresh_process_without_gfla_tf(exported, tmp_path):
         assert needle in message, (name, message)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run(exported, tmp_path):
     images, source, target = exported["request"]
     for name, value in (("img", images), ("src", source), ("tgt", target)):

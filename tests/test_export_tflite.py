@@ -15,6 +15,9 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 _log = logging.getLogger(__name__)
 
+# Three TFLite conversions of the tiny generator take most of this module's time.
+pytestmark = pytest.mark.slow
+
 # Max abs error of the float image ([-1, 1]) against the Keras model.
 BOUNDS = {"none": 1e-4, "float16": 1e-2}
 

@@ -173,7 +173,9 @@ def test_lsgan_losses_match_numpy():
     d = losses.lsgan_discriminator_loss(tf.constant(real), tf.constant(fake)).numpy()
     g = losses.lsgan_generator_loss(tf.constant(fake)).numpy()
     np.testing.assert_allclose(
-        d, 0.5 * (((real - 1) ** 2).mean(axis=(1, 2, 3)) + (fake**2).mean(axis=(1, 2, 3))), rtol=1e-5
+        d,
+        0.5 * (((real - 1) ** 2).mean(axis=(1, 2, 3)) + (fake**2).mean(axis=(1, 2, 3))),
+        rtol=1e-5,
     )
     np.testing.assert_allclose(g, ((fake - 1) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5)
 

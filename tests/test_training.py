@@ -108,27 +108,23 @@ def test_save_checkpoint_keeps_newest(stage1_run, tmp_path):
 
 
 def test_mirrored_step_matches_single_device():
-    """Global-batch loss scaling: one step on 2 replicas equals one step on 1 device."""
+    """Global-batch loss scaling: a fit step on 2 replicas equals an eager 1-device step."""
     config = _config()
     batch = _random_batch(2, seed=3)
-    results = []
-    initial = None
-    for strategy in (tf.distribute.get_strategy(), training.build_strategy("mirrored")):
-        with strategy.scope():
-            trainer = training.build_trainer(config)
-            if initial is None:
-                initial = trainer.get_weights()
-            else:
-                trainer.set_weights(initial)
-        dataset = tf.data.Dataset.from_tensor_slices(batch).batch(2)
-        history = trainer.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
-        results.append((history.history, [v.numpy() for v in trainer.generator.weights]))
-    assert training.build_strategy("mirrored").num_replicas_in_sync == 2
-    (hist_a, weights_a), (hist_b, weights_b) = results
-    for name in hist_a:
-        np.testing.assert_allclose(hist_a[name], hist_b[name], rtol=1e-4, err_msg=name)
-    for a, b in zip(weights_a, weights_b):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+    reference = training.build_trainer(config)
+    strategy = training.build_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        mirrored = training.build_trainer(config)
+    mirrored.set_weights(reference.get_weights())
+    # Eager single-device step (no tracing): what the distributed step must reproduce.
+    reference_logs = {k: float(v) for k, v in reference.train_step(batch).items()}
+    dataset = tf.data.Dataset.from_tensor_slices(batch).batch(2)
+    history = mirrored.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0).history
+    for name, value in reference_logs.items():
+        np.testing.assert_allclose(history[name][0], value, rtol=1e-4, err_msg=name)
+    for a, b in zip(mirrored.generator.weights, reference.generator.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-6)
 
 
 class _StubOptimizer:
@@ -162,14 +158,19 @@ def test_trainer_rejects_bad_arguments():
         training.train(bad, "unused", strategy="default", dataset_fn=_dataset_fn)
 
 
-def test_mixed_float16_uses_loss_scaling(tmp_path):
-    config = _config(mixed_precision="mixed_float16", steps=1)
-    result = training.train(
-        config, str(tmp_path), strategy="default", verbose=0, dataset_fn=_dataset_fn
-    )
-    assert isinstance(result.trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
-    assert all(math.isfinite(v[0]) for v in result.history.history.values())
-    assert keras.config.dtype_policy().name == "float32"  # restored after the run
+def test_mixed_float16_uses_loss_scaling():
+    config = _config(mixed_precision="mixed_float16")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        trainer = training.build_trainer(config)
+        logs = trainer.train_step(_random_batch(2))  # eager: no tracing needed
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert trainer.generator.flow_estimator.compute_dtype == "float16"
+    assert all(math.isfinite(float(v)) for v in logs.values())
+    assert int(trainer.g_optimizer.iterations.numpy()) == 1
 
 
 def test_flow_to_rgb_and_sample_grid(stage1_run):

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 def _parser(prog):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument(
         "--model",
         required=True,
@@ -82,6 +84,9 @@ def main(argv):
             path = export.export_saved_model(
                 args.model, args.output, version=args.version, sigma=args.sigma
             )
+        elif args.version is not None:
+            print(f"{argv[0]}: --version applies to --format saved_model only", file=sys.stderr)
+            return 2
         elif _is_saved_model(args.model):
             path = export.export_tflite(args.model, args.output, quantize=args.quantize)
         else:

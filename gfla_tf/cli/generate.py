@@ -30,14 +30,18 @@ def _size(text):
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 256x176, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTH, e.g. 256x176, got {text!r}"
+        ) from None
     if height <= 0 or width <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     return height, width
 
 
 def _parser(prog):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("--model", required=True, help=".keras, SavedModel dir or .tflite")
     parser.add_argument("--source", required=True, help="photo of the person (any PIL format)")
     parser.add_argument("--source-pose", required=True, help="keypoints of the photo")

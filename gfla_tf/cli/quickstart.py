@@ -147,19 +147,34 @@ def main(argv):
         seed=config.seed,
     )
     _banner(2, total, f"stage 1: training the flow estimator ({steps1} steps)")
-    training.train(_stage_config(config, 1, steps1, workdir), os.path.join(workdir, "stage1"),
-                   strategy="default", verbose=1)
+    training.train(
+        _stage_config(config, 1, steps1, workdir),
+        os.path.join(workdir, "stage1"),
+        strategy="default",
+        verbose=1,
+    )
     _banner(3, total, f"stage 2: training the whole generator ({steps2} steps)")
-    result = training.train(_stage_config(config, 2, steps2, workdir),
-                            os.path.join(workdir, "stage2"), strategy="default", verbose=1)
+    result = training.train(
+        _stage_config(config, 2, steps2, workdir),
+        os.path.join(workdir, "stage2"),
+        strategy="default",
+        verbose=1,
+    )
     generator = result.generator
 
     _banner(4, total, "writing samples.png")
     size = (config.model.image_height, config.model.image_width)
-    test_batch = next(iter(data.build_dataset(config.data, "test", 4, size, shuffle=False,
-                                              repeat=False, drop_remainder=False)))
+    test_batch = next(
+        iter(
+            data.build_dataset(
+                config.data, "test", 4, size, shuffle=False, repeat=False, drop_remainder=False
+            )
+        )
+    )
     samples = os.path.join(workdir, "samples.png")
-    _write_png(samples, training.sample_grid(generator, {k: v.numpy() for k, v in test_batch.items()}))
+    _write_png(
+        samples, training.sample_grid(generator, {k: v.numpy() for k, v in test_batch.items()})
+    )
     print(f"  {samples} (columns: source, target pose, generated, target, flow, mask)")
 
     index = 5
@@ -174,8 +189,12 @@ def main(argv):
     print(f"\n  held-out pairs: {scores['pairs']}")
     print("  | metric | GFLA | baseline |")
     print("  |---|---|---|")
-    print(f"  | SSIM (higher is better) | {scores['ssim']:.4f} | {scores['ssim_copy_source']:.4f} (copy the source) |")
-    print(f"  | flow EPE, px (lower is better) | {scores['epe']:.3f} | {scores['epe_zero_flow']:.3f} (zero flow) |")
+    print(
+        f"  | SSIM (higher is better) | {scores['ssim']:.4f} | {scores['ssim_copy_source']:.4f} (copy the source) |"
+    )
+    print(
+        f"  | flow EPE, px (lower is better) | {scores['epe']:.3f} | {scores['epe_zero_flow']:.3f} (zero flow) |"
+    )
     minutes = (time.perf_counter() - start) / 60.0
     verdict = "beats both baselines" if beats_ssim and beats_epe else "does NOT beat both baselines"
     print(f"\nquickstart finished in {minutes:.1f} min: the model {verdict}. Outputs in {workdir}")

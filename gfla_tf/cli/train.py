@@ -32,7 +32,9 @@ def _flag_values():
         flag_values=values,
         lock_config=True,
     )
-    flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, backup).", flag_values=values)
+    flags.DEFINE_string(
+        "workdir", None, "Run directory (checkpoints, logs, backup).", flag_values=values
+    )
     flags.DEFINE_enum(
         "strategy",
         "auto",

@@ -24,9 +24,7 @@ def find_keras_file(path):
             f"{path} holds no .keras model (looked in it and its subdirectories); save the "
             "generator with model.save('generator.keras') or pass the file itself"
         )
-    candidates.sort(
-        key=lambda p: ("generator" in os.path.basename(p).lower(), os.path.getmtime(p))
-    )
+    candidates.sort(key=lambda p: ("generator" in os.path.basename(p).lower(), os.path.getmtime(p)))
     return candidates[-1]
 
 

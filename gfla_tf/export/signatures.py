@@ -179,7 +179,9 @@ def keypoint_fn(heatmaps, image_size, sigma=DEFAULT_SIGMA, num_keypoints=18):
     kp_desc = f"[batch, {k}, 2] as (x, y) pixels, negative = missing"
 
     def serve_keypoints(source_image, source_keypoints, target_keypoints):
-        source_image = check_shape(source_image, "source_image", [None, height, width, 3], image_desc)
+        source_image = check_shape(
+            source_image, "source_image", [None, height, width, 3], image_desc
+        )
         source_keypoints = check_shape(source_keypoints, "source_keypoints", [None, k, 2], kp_desc)
         target_keypoints = check_shape(target_keypoints, "target_keypoints", [None, k, 2], kp_desc)
         checks = check_same_batch(
@@ -217,6 +219,7 @@ def build_functions(generator, image_size, sigma=DEFAULT_SIGMA, num_keypoints=18
     Returns:
       {"serving_default": function, "heatmaps": function}.
     """
+
     def wrap(fn, spec):
         return tf.function(fn, input_signature=spec, autograph=False) if traced else fn
 

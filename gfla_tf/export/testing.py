@@ -48,7 +48,10 @@ def random_request(batch, image_size, seed=0, num_keypoints=18, missing=2):
     poses = []
     for _ in range(2):
         points = np.stack(
-            [rng.uniform(0, width - 1, (batch, num_keypoints)), rng.uniform(0, height - 1, (batch, num_keypoints))],
+            [
+                rng.uniform(0, width - 1, (batch, num_keypoints)),
+                rng.uniform(0, height - 1, (batch, num_keypoints)),
+            ],
             axis=-1,
         ).astype(np.float32)
         for b in range(batch):

@@ -126,8 +126,10 @@ def max_cosine_similarity(source_features, target_features, chunk_size=1024):
         num_positions_t = tf.shape(target)[1]
     else:
         num_positions_t = num_positions
-    if not chunk_size or chunk_size <= 0 or (
-        num_positions is not None and num_positions <= chunk_size
+    if (
+        not chunk_size
+        or chunk_size <= 0
+        or (num_positions is not None and num_positions <= chunk_size)
     ):
         correlation = tf.matmul(target, source, transpose_b=True)  # [B, Nt, Ns]
         return tf.reduce_max(correlation, axis=-1)
@@ -135,7 +137,9 @@ def max_cosine_similarity(source_features, target_features, chunk_size=1024):
     num_chunks = (num_positions_t + chunk_size - 1) // chunk_size
     padded = num_chunks * chunk_size
     target = tf.pad(target, [[0, 0], [0, padded - num_positions_t], [0, 0]])
-    chunks = tf.transpose(tf.reshape(target, [batch, num_chunks, chunk_size, channels]), [1, 0, 2, 3])
+    chunks = tf.transpose(
+        tf.reshape(target, [batch, num_chunks, chunk_size, channels]), [1, 0, 2, 3]
+    )
 
     def chunk_max(chunk):
         return tf.reduce_max(tf.matmul(chunk, source, transpose_b=True), axis=-1)
@@ -159,9 +163,7 @@ def _resize_flow_nearest(flow, height, width):
     )
 
 
-def sampling_correctness_loss(
-    source_features, target_features, flow, sigma=2.0, chunk_size=1024
-):
+def sampling_correctness_loss(source_features, target_features, flow, sigma=2.0, chunk_size=1024):
     """Per-example sampling correctness loss for one flow scale.
 
     ``loss = mean_l exp(-cos(warp(source, flow)_l, target_l) / (mu_max_l + 1e-8)) - exp(-1)``

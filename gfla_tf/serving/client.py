@@ -22,7 +22,6 @@ import http.client
 import json
 import logging
 import random
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -114,7 +113,10 @@ def gfla_inputs(source_image, source_keypoints, target_keypoints):
     if image.ndim != 4 or image.shape[-1] != 3:
         raise ValueError(f"source_image must have shape [B, H, W, 3], got {list(image.shape)}")
     inputs = {"source_image": image}
-    for name, value in (("source_keypoints", source_keypoints), ("target_keypoints", target_keypoints)):
+    for name, value in (
+        ("source_keypoints", source_keypoints),
+        ("target_keypoints", target_keypoints),
+    ):
         array = np.asarray(value, dtype=np.float32)
         if array.ndim != 3 or array.shape[0] != image.shape[0] or array.shape[-1] != 2:
             raise ValueError(
@@ -301,12 +303,12 @@ class RestClient(_Client):
             if err.code == 503:
                 raise _Retryable(error) from None
             raise error from None
-        except (TimeoutError, socket.timeout) as err:
+        except TimeoutError as err:
             raise DeadlineExceededError(
                 "DEADLINE_EXCEEDED", f"no response within {self.timeout} s ({err})"
             ) from None
         except urllib.error.URLError as err:
-            if isinstance(err.reason, (TimeoutError, socket.timeout)):
+            if isinstance(err.reason, TimeoutError):
                 raise DeadlineExceededError(
                     "DEADLINE_EXCEEDED", f"no response within {self.timeout} s"
                 ) from None

@@ -170,7 +170,9 @@ def _json_to_array(value, spec, name):
     try:
         array = np.asarray(value)
     except ValueError as err:  # ragged lists
-        raise ServingError("INVALID_ARGUMENT", f"{name}: ragged or malformed list ({err})") from None
+        raise ServingError(
+            "INVALID_ARGUMENT", f"{name}: ragged or malformed list ({err})"
+        ) from None
     dtype = spec.dtype.as_numpy_dtype
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise ServingError("INVALID_ARGUMENT", f"{name}: expected numbers, got {array.dtype}")
@@ -258,12 +260,15 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
                         "INVALID_ARGUMENT", "'instances' must be a list of objects of named inputs"
                     )
                 values = {
-                    name: [row.get(name) for row in instances] for name in (instances[0] if instances else {})
+                    name: [row.get(name) for row in instances]
+                    for name in (instances[0] if instances else {})
                 }
             else:
                 values = body["inputs"]
                 if not isinstance(values, dict):
-                    raise ServingError("INVALID_ARGUMENT", "'inputs' must map input names to values")
+                    raise ServingError(
+                        "INVALID_ARGUMENT", "'inputs' must map input names to values"
+                    )
             arrays = {}
             for name, value in values.items():
                 if name not in specs:

@@ -42,6 +42,7 @@ __all__ = [
     "latest_checkpoint",
     "load_config",
     "load_flow_estimator",
+    "required_vgg_layers",
     "restore_trainer",
     "sample_grid",
     "save_checkpoint",

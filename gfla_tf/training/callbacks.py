@@ -27,8 +27,9 @@ def _metadata(plugin_name):
 
 def write_scalar(name, value, step):
     """Writes a TensorBoard scalar with the default writer (no tensorboard import)."""
-    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
-                     metadata=_metadata("scalars"))
+    tf.summary.write(
+        name, tf.constant(float(value), tf.float32), step=step, metadata=_metadata("scalars")
+    )
 
 
 def write_image(name, image, step):
@@ -103,7 +104,10 @@ def sample_grid(generator, batch, max_rows=4):
     Returns:
       uint8 numpy array [rows * H, 6 * W, 3].
     """
-    inputs = {k: tf.convert_to_tensor(batch[k][:max_rows]) for k in ("source_image", "source_pose", "target_pose")}
+    inputs = {
+        k: tf.convert_to_tensor(batch[k][:max_rows])
+        for k in ("source_image", "source_pose", "target_pose")
+    }
     outputs = generator(inputs, training=False)
     height, width = inputs["source_image"].shape[1:3]
 
@@ -139,8 +143,15 @@ class TrainingLogger(keras.callbacks.Callback):
       enabled: False on non-chief workers (they compute but write nothing).
     """
 
-    def __init__(self, logdir, global_batch_size, log_every=100, image_every=1000,
-                 sample_batch=None, enabled=True):
+    def __init__(
+        self,
+        logdir,
+        global_batch_size,
+        log_every=100,
+        image_every=1000,
+        sample_batch=None,
+        enabled=True,
+    ):
         super().__init__()
         self.logdir = logdir
         self.global_batch_size = int(global_batch_size)

@@ -135,7 +135,9 @@ def build_trainer(config, strategy=None, impl=None):
     )
     g_optimizer = make_optimizer(config.train.g_learning_rate, config.train, precision)
     d_optimizer = (
-        make_optimizer(config.train.d_learning_rate, config.train, precision) if stage == 2 else None
+        make_optimizer(config.train.d_learning_rate, config.train, precision)
+        if stage == 2
+        else None
     )
     trainer.compile(
         g_optimizer=g_optimizer,

@@ -9,8 +9,8 @@ Two entry points are built around a generator (see ``gfla_tf.models.build_genera
   are rendered inside the graph.
 * ``heatmaps`` (:func:`heatmap_fn`): ``source_image`` float32 in [-1, 1], ``source_pose``
   and ``target_pose`` float32 [B, H, W, 18] heatmaps -> ``image`` float32 in [-1, 1] plus
-  the same flows and masks. This is the signature the TFLite export converts, so that
-  its error against the Keras model is measured on the float image.
+  the same flows and masks. The TFLite export keeps both signatures; its error against
+  the Keras model is measured on this one's float image.
 
 Bad requests (wrong rank, an image size the model does not take, batch mismatch) fail
 inside the graph with ``InvalidArgumentError`` and a message that names the input and

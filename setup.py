@@ -11,7 +11,6 @@ pure-TF reference implementation.
 import logging
 import os
 import runpy
-import sys
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
@@ -44,9 +43,6 @@ def _version():
                 exec(line, ns)
     return ns["__version__"]
 
-
-if sys.version_info < (3, 10):
-    raise SystemExit("gfla-tf needs Python 3.10 or newer")
 
 setup(
     name="gfla-tf",

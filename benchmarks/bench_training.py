@@ -102,13 +102,58 @@ def attention_time(trainer, batch_size, impl, steps):
     return _time(run, steps)
 
 
+_MEMORY_CHILD = """
+import resource, sys, tensorflow as tf
+from gfla_tf import losses
+b, n, c, chunk = (int(a) for a in sys.argv[1:5])
+side = int(n ** 0.5)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+s = tf.random.uniform([b, side, side, c])
+t = tf.random.uniform([b, side, side, c])
+f = tf.Variable(tf.zeros([b, side, side, 2]))
+@tf.function
+def step():
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(losses.sampling_correctness_loss(s, t, f, chunk_size=chunk))
+    return tape.gradient(loss, f)
+step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024.0)
+"""
+
+
+def correctness_memory(batch, chunks):
+    """Peak RSS growth (MiB) of the correctness loss + gradient at relu3_1 of 256x256."""
+    import subprocess
+    import sys
+
+    results = []
+    for chunk in chunks:
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CHILD, str(batch), "4096", "256", str(chunk)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        results.append((chunk, float(out)))
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="synthetic,deepfashion")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--deepfashion-batch", type=int, default=1)
+    parser.add_argument("--memory-only", action="store_true")
     args = parser.parse_args()
     impls = ["custom", "reference"] if ops.library_available() else ["reference"]
+    memory = correctness_memory(8, [0, 1024, 256])
+    print("Correctness loss + flow gradient, relu3_1 of a 256x256 batch of 8 (64x64x256):\n")
+    print("| chunk (target positions) | peak RSS growth, MiB |")
+    print("|---|---|")
+    for chunk, mib in memory:
+        print(f"| {chunk or 'none (full 4096x4096 per sample)'} | {mib:.0f} |")
+    if args.memory_only:
+        return
     rows = []
     for name in args.configs.split(","):
         if name == "synthetic":

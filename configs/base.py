@@ -75,6 +75,9 @@ def get_base_config():
         )
     )
     config.loss.vgg_weights = "imagenet"  # imagenet | random | path to a .weights.h5 file
+    # Target positions per chunk of the correctness loss's max over source positions: its
+    # peak memory is batch x chunk x (H*W) floats instead of batch x (H*W)^2.
+    config.loss.correctness_chunk = 1024
 
     # Training (gfla_tf.training).
     config.train = ml_collections.ConfigDict()
@@ -93,4 +96,5 @@ def get_base_config():
     config.train.image_every = 1000
     config.train.stage1_checkpoint = ""
     config.train.resume_from = ""
+    config.train.jit_compile = False
     return config

@@ -33,9 +33,7 @@ def _check_inputs(source, flow, kernel_size, attention=None):
     if source.shape.rank == 4 and flow.shape.rank == 4:
         b_s, b_f = source.shape[0], flow.shape[0]
         if b_s is not None and b_f is not None and b_s != b_f:
-            raise ValueError(
-                f"batch mismatch: source has batch {b_s} but flow has batch {b_f}"
-            )
+            raise ValueError(f"batch mismatch: source has batch {b_s} but flow has batch {b_f}")
     if attention is not None:
         kk = kernel_size * kernel_size
         if attention.shape.rank is not None and attention.shape.rank != 4:

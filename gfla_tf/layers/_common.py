@@ -40,23 +40,18 @@ def zero_pad(x, pad):
     return ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
 
-def edge_unfold(x, kernel_size):
-    """Edge-padded k x k unfold of an NHWC tensor: [B, H, W, C] -> [B, H, W, k*k, C].
+def edge_pad(x, kernel_size):
+    """Pads an NHWC tensor by replicating its border: k//2 before and k-1-k//2 after.
 
-    Entry ``n = i*k + j`` holds ``x[y + i - k//2, x + j - k//2]`` with indices clamped into
-    the image, which is what block extraction with a zero flow samples (border replicate).
+    Gathers of clamped indices rather than ``tf.pad``, which has no edge mode, so the graph
+    stays within TFLite builtin ops.
     """
     k = kernel_size
     half = k // 2
     height, width = ops.shape(x)[1], ops.shape(x)[2]
     rows = ops.clip(ops.arange(-half, height + k - 1 - half), 0, height - 1)
     cols = ops.clip(ops.arange(-half, width + k - 1 - half), 0, width - 1)
-    padded = ops.take(ops.take(x, rows, axis=1), cols, axis=2)
-    patches = []
-    for i in range(k):
-        for j in range(k):
-            patches.append(padded[:, i : i + height, j : j + width, :])
-    return ops.stack(patches, axis=3)
+    return ops.take(ops.take(x, rows, axis=1), cols, axis=2)
 
 
 def check_rank4(shape, name, layer_name, channels=None):

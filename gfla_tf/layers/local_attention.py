@@ -93,11 +93,7 @@ class LocalAttention(keras.layers.Layer):
         source32 = ops.cast(source, op_dtype)
         flow32 = ops.cast(flow, op_dtype)
         source_block = gfla_ops.block_extract(source32, flow32, k, impl=impl)
-        target_block = _common.edge_unfold(ops.cast(target, op_dtype), k)
-        pair = ops.concatenate([target_block, source_block], axis=-1)
-        shape = ops.shape(pair)
-        pair = ops.reshape(pair, (shape[0], shape[1], shape[2], shape[3] * shape[4]))
-        x = self.hidden_dense(ops.cast(pair, self.compute_dtype))
+        x = self._hidden(source_block, target)
         x = _common.leaky_relu(x, self.negative_slope)
         attention = ops.softmax(ops.cast(self.logits_dense(x), op_dtype), axis=-1)
         if impl == "custom":
@@ -107,6 +103,29 @@ class LocalAttention(keras.layers.Layer):
             # rather than sampling the source a second time (same formula as the op).
             out = ops.einsum("bhwn,bhwnc->bhwc", attention, source_block) / float(k * k)
         return ops.cast(out, self.compute_dtype)
+
+    def _hidden(self, source_block, target):
+        """The first layer of the kernel-prediction network on each (target, source) patch pair.
+
+        ``hidden_dense`` holds the reference's weight over the flattened pair (for every
+        offset n: the target patch's C channels, then the source patch's C). The target half
+        is applied as an edge-padded k x k convolution, which is the same sum, so neither the
+        target unfold nor the concatenated pair is materialised.
+        """
+        k = self.kernel_size
+        kk = k * k
+        channels = target.shape[-1]
+        dtype = self.compute_dtype
+        kernel = ops.reshape(ops.cast(self.hidden_dense.kernel, dtype), (kk, 2 * channels, -1))
+        target_kernel = ops.reshape(kernel[:, :channels, :], (k, k, channels, self.hidden))
+        source_kernel = ops.reshape(kernel[:, channels:, :], (kk * channels, self.hidden))
+        x = ops.conv(_common.edge_pad(ops.cast(target, dtype), k), target_kernel, padding="valid")
+        shape = ops.shape(source_block)
+        flat = ops.reshape(ops.cast(source_block, dtype), (-1, kk * channels))
+        from_source = ops.reshape(
+            ops.matmul(flat, source_kernel), (shape[0], shape[1], shape[2], self.hidden)
+        )
+        return x + from_source + ops.cast(self.hidden_dense.bias, dtype)
 
     def compute_output_shape(self, source_shape, target_shape, flow_shape):
         return tuple(flow_shape[:3]) + (source_shape[-1],)

@@ -123,7 +123,8 @@ def build_trainer(config, strategy=None, impl=None):
     generator = models.build_generator(config.model, impl=impl)
     discriminator = models.build_discriminator(config.model) if stage == 2 else None
     vgg = losses.build_vgg_extractor(
-        config.loss.vgg_weights, layers=required_vgg_layers(stage, generator.attention_scales)
+        config.loss.vgg_weights,
+        layers=required_vgg_layers(stage, generator.attention_scales, loss_weights(config)),
     )
     trainer = GFLATrainer(
         generator,

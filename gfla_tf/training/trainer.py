@@ -43,19 +43,29 @@ def _loss_layers(attention_scales):
     return tuple(losses.vgg_layer_for_scale(int(s)) for s in attention_scales)
 
 
-def required_vgg_layers(stage, attention_scales):
+def required_vgg_layers(stage, attention_scales, loss_weights=None):
     """VGG layers the trainer needs for a stage.
 
     Args:
       stage: 1 or 2.
       attention_scales: downsampling factor of each flow, e.g. [8, 4].
+      loss_weights: optional dict of the stage's loss weights; the layers of a loss whose
+        weight is 0 are left out, so the extractor runs only as deep as needed.
 
     Returns:
       Tuple of layer names (unique, in VGG order).
     """
+
+    def used(name):
+        return loss_weights is None or bool(loss_weights.get(name, 0.0))
+
+    # The correctness layers stay even when unweighted: the step always computes them.
     names = set(_loss_layers(attention_scales))
     if stage == 2:
-        names |= set(losses.CONTENT_LAYERS) | set(losses.STYLE_LAYERS)
+        if used("content"):
+            names |= set(losses.CONTENT_LAYERS)
+        if used("style"):
+            names |= set(losses.STYLE_LAYERS)
     return tuple(name for name in losses.ALL_LAYERS if name in names)
 
 

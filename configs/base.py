@@ -12,6 +12,23 @@ def check_variant(variant):
     return variant or "full"
 
 
+def shrink(config, variant):
+    """Sets the network widths and batch of the "small" (CPU) or "test" (tiny) variant.
+
+    Image sizes stay with each dataset's config.
+    """
+    small = variant == "small"
+    config.model.flow_ngf = 16 if small else 4
+    config.model.flow_max_channels = 64 if small else 16
+    config.model.renderer_ngf = 16 if small else 4
+    config.model.renderer_max_channels = 128 if small else 32
+    config.model.attention_hidden = 32 if small else 8
+    config.model.dis_ndf = 16 if small else 4
+    config.model.dis_max_channels = 64 if small else 16
+    config.train.batch_size = 4 if small else 2
+    return config
+
+
 def get_base_config():
     """Returns the configuration skeleton; dataset configs fill in the sizes."""
     config = ml_collections.ConfigDict()

@@ -15,13 +15,6 @@ def get_config(variant=None):
     config.name = "deepfashion"
     config.data.kind = "deepfashion"
     if variant in ("small", "test"):
+        base.shrink(config, variant)
         config.model.image_height = config.model.image_width = 64 if variant == "small" else 32
-        config.model.flow_ngf = 16 if variant == "small" else 4
-        config.model.flow_max_channels = 64 if variant == "small" else 16
-        config.model.renderer_ngf = 16 if variant == "small" else 4
-        config.model.renderer_max_channels = 128 if variant == "small" else 32
-        config.model.attention_hidden = 32 if variant == "small" else 8
-        config.model.dis_ndf = 16 if variant == "small" else 4
-        config.model.dis_max_channels = 64 if variant == "small" else 16
-        config.train.batch_size = 4 if variant == "small" else 2
     return config

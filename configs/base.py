@@ -55,6 +55,9 @@ def get_base_config():
     config.model.dis_max_channels = 128
     config.model.dis_layers = 4
     config.model.op_impl = "auto"
+    # False drops the instance norm on the raw source image (first renderer block); the
+    # reference has it, and the authors' checkpoints need it.
+    config.model.normalize_source_image = True
 
     # Input pipeline (gfla_tf.data).
     config.data = ml_collections.ConfigDict()

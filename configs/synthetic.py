@@ -27,6 +27,9 @@ def get_config(variant=None):
         # the quickstart attends at 1/4 and 1/2 instead of 1/8 and 1/4.
         config.model.attention_layers = (2, 1)
         config.model.kernel_sizes = (3, 3)
+        # Normalising the raw image removes its colour, which the renderer then has to
+        # re-learn: more than this CPU budget allows.
+        config.model.normalize_source_image = False
     # Training budget of `gfla quickstart` (per stage), sized for about 6 minutes in total
     # on an otherwise idle 2-core CPU. For this short CPU demo the synthetic data's
     # ground-truth flow supervises F (masked end-point error) and the adversarial term is

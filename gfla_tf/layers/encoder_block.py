@@ -28,7 +28,9 @@ class EncoderBlock(keras.layers.Layer):
       (GFLA), CVPR 2020.
     """
 
-    def __init__(self, filters, negative_slope=0.1, kernel_initializer=None, **kwargs):
+    def __init__(
+        self, filters, negative_slope=0.1, kernel_initializer=None, normalize_input=True, **kwargs
+    ):
         super().__init__(**kwargs)
         if int(filters) < 1:
             raise ValueError(f"filters must be >= 1, got {filters!r}")
@@ -36,7 +38,12 @@ class EncoderBlock(keras.layers.Layer):
         self.negative_slope = float(negative_slope)
         self.kernel_initializer = _common.get_kernel_initializer(kernel_initializer)
         kw = _common.conv_kwargs(self)
-        self.norm1 = InstanceNormalization(dtype=self.dtype_policy, name="norm1")
+        self.normalize_input = bool(normalize_input)
+        self.norm1 = (
+            InstanceNormalization(dtype=self.dtype_policy, name="norm1")
+            if self.normalize_input
+            else None
+        )
         # Explicit pad 1 + 'valid' reproduces PyTorch's Conv2d(4, 2, padding=1) exactly;
         # Keras 'same' would pad asymmetrically.
         self.conv1 = keras.layers.Conv2D(self.filters, 4, strides=2, name="conv1", **kw)
@@ -46,14 +53,16 @@ class EncoderBlock(keras.layers.Layer):
     def build(self, input_shape):
         _common.check_rank4(input_shape, "inputs", self.name)
         b, h, w, c = input_shape
-        self.norm1.build(input_shape)
+        if self.norm1 is not None:
+            self.norm1.build(input_shape)
         self.conv1.build((b, None if h is None else h + 2, None if w is None else w + 2, c))
         mid = (b, None if h is None else h // 2, None if w is None else w // 2, self.filters)
         self.norm2.build(mid)
         self.conv2.build(mid)
 
     def call(self, inputs):
-        x = _common.leaky_relu(self.norm1(inputs), self.negative_slope)
+        x = inputs if self.norm1 is None else self.norm1(inputs)
+        x = _common.leaky_relu(x, self.negative_slope)
         x = self.conv1(_common.zero_pad(x, 1))
         x = _common.leaky_relu(self.norm2(x), self.negative_slope)
         return self.conv2(x)
@@ -68,5 +77,6 @@ class EncoderBlock(keras.layers.Layer):
             filters=self.filters,
             negative_slope=self.negative_slope,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            normalize_input=self.normalize_input,
         )
         return config

@@ -52,6 +52,10 @@ def build_generator(model_config, impl=None, dtype=None):
       ValueError: a missing or inconsistent field.
     """
     kwargs = {name: _field(model_config, name) for name in GENERATOR_FIELDS}
+    # Optional field: configs written before it existed keep the reference's behaviour.
+    kwargs["normalize_source_image"] = bool(
+        model_config.get("normalize_source_image", True) if hasattr(model_config, "get") else True
+    )
     kwargs["attention_layers"] = tuple(kwargs["attention_layers"])
     kwargs["kernel_sizes"] = tuple(kwargs["kernel_sizes"])
     if impl is None:

@@ -47,6 +47,9 @@ class GFLAGenerator(keras.Model):
         asked for True, with a warning), in this model and in any model containing it.
       negative_slope: LeakyReLU slope (0.1).
       kernel_initializer: conv weight initialiser; None = orthogonal with gain 0.02.
+      normalize_source_image: whether the renderer's first source-encoder block
+        instance-normalises the raw image, as the reference does (True). False keeps each
+        image's absolute colour (no checkpoint of the authors has this variant).
       **kwargs: base model arguments.
 
     Call:
@@ -83,6 +86,7 @@ class GFLAGenerator(keras.Model):
         op_impl="auto",
         negative_slope=0.1,
         kernel_initializer=None,
+        normalize_source_image=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -122,6 +126,7 @@ class GFLAGenerator(keras.Model):
         self.kernel_sizes = list(kernel_sizes)
         self.attention_hidden = int(attention_hidden)
         self.op_impl = op_impl
+        self.normalize_source_image = bool(normalize_source_image)
         self.negative_slope = float(negative_slope)
         self.kernel_initializer = _common.get_kernel_initializer(kernel_initializer)
         common = dict(
@@ -143,7 +148,12 @@ class GFLAGenerator(keras.Model):
         cap = max(self.renderer_max_channels // ngf, 1)
         self.encoder_channels = [ngf * min(2**i, cap) for i in range(n_layers)]
         self.source_encoders = [
-            EncoderBlock(c, name=f"source_encoder{i}", **common)
+            EncoderBlock(
+                c,
+                name=f"source_encoder{i}",
+                normalize_input=self.normalize_source_image or i > 0,
+                **common,
+            )
             for i, c in enumerate(self.encoder_channels)
         ]
         self.target_encoders = [
@@ -269,6 +279,7 @@ class GFLAGenerator(keras.Model):
             kernel_sizes=list(self.kernel_sizes),
             attention_hidden=self.attention_hidden,
             op_impl=self.op_impl,
+            normalize_source_image=self.normalize_source_image,
             negative_slope=self.negative_slope,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )

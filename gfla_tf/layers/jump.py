@@ -51,12 +51,9 @@ class Jump(keras.layers.Layer):
             (b, None if h is None else h + 2 * pad, None if w is None else w + 2 * pad, c)
         )
 
-    def _pre_conv(self, inputs):
-        x = _common.leaky_relu(inputs, self.negative_slope)
-        return _common.reflect_pad(x, self.kernel_size // 2)
-
     def call(self, inputs):
-        return self.conv(self._pre_conv(inputs))
+        x = _common.leaky_relu(inputs, self.negative_slope)
+        return self.conv(_common.reflect_pad(x, self.kernel_size // 2))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:3]) + (self.filters,)

@@ -3,12 +3,14 @@
 import keras
 from keras import ops
 
-from gfla_tf.layers import _common
+from gfla_tf.layers.jump import Jump
 
 
 @keras.saving.register_keras_serializable(package="gfla")
-class OutputBlock(keras.layers.Layer):
+class OutputBlock(Jump):
     """LeakyReLU -> ReflectionPad -> Conv (valid, no normalisation) -> tanh.
+
+    The same layers as ``Jump``, with a tanh on top.
 
     Args:
       filters: output channels (3 for an RGB image).
@@ -29,41 +31,13 @@ class OutputBlock(keras.layers.Layer):
     def __init__(
         self, filters=3, kernel_size=3, negative_slope=0.1, kernel_initializer=None, **kwargs
     ):
-        super().__init__(**kwargs)
-        if int(filters) < 1:
-            raise ValueError(f"filters must be >= 1, got {filters!r}")
-        if int(kernel_size) < 1 or int(kernel_size) % 2 != 1:
-            raise ValueError(f"kernel_size must be an odd integer >= 1, got {kernel_size!r}")
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.negative_slope = float(negative_slope)
-        self.kernel_initializer = _common.get_kernel_initializer(kernel_initializer)
-        self.conv = keras.layers.Conv2D(
-            self.filters, self.kernel_size, name="conv", **_common.conv_kwargs(self)
-        )
-
-    def build(self, input_shape):
-        _common.check_rank4(input_shape, "inputs", self.name)
-        pad = self.kernel_size // 2
-        b, h, w, c = input_shape
-        self.conv.build(
-            (b, None if h is None else h + 2 * pad, None if w is None else w + 2 * pad, c)
+        super().__init__(
+            filters,
+            kernel_size=kernel_size,
+            negative_slope=negative_slope,
+            kernel_initializer=kernel_initializer,
+            **kwargs,
         )
 
     def call(self, inputs):
-        x = _common.leaky_relu(inputs, self.negative_slope)
-        x = self.conv(_common.reflect_pad(x, self.kernel_size // 2))
-        return ops.tanh(x)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:3]) + (self.filters,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            filters=self.filters,
-            kernel_size=self.kernel_size,
-            negative_slope=self.negative_slope,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-        )
-        return config
+        return ops.tanh(super().call(inputs))

@@ -109,6 +109,9 @@ def get_base_config():
     config.train.d_learning_rate = 1e-5
     config.train.beta_1 = 0.0
     config.train.beta_2 = 0.999
+    # Fraction of the run, at its end, over which both learning rates decay linearly to
+    # zero (0: constant, as in the paper).
+    config.train.lr_decay_fraction = 0.0
     config.train.mixed_precision = "float32"  # float32 | mixed_float16 | mixed_bfloat16
     config.train.checkpoint_every = 1000
     config.train.keep_checkpoints = 5

@@ -56,7 +56,9 @@ def _config(root, kind="deepfashion", **overrides):
 
 def test_build_dataset_deepfashion_layout(tmp_path):
     _write_layout(tmp_path)
-    ds = data.build_dataset(_config(tmp_path), "test", 2, (32, 32), with_names=True)
+    # deterministic: the parallel decode may otherwise reorder pairs on a loaded machine.
+    config = _config(tmp_path, deterministic=True)
+    ds = data.build_dataset(config, "test", 2, (32, 32), with_names=True)
     batches = list(ds)
     assert len(batches) == 2
     batch = batches[0]

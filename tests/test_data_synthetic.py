@@ -1,5 +1,6 @@
 """Tests of the synthetic person dataset: exact flow, determinism, atomic writes, CLI."""
 
+import json
 import os
 
 import numpy as np
@@ -97,6 +98,12 @@ def test_atomic_write_and_reuse(tmp_path):
     synthetic.generate_dataset(out, 5, num_test_pairs=2, size=32, overwrite=True)
     assert synthetic.read_manifest(out)["num_pairs"] == 5
     assert sorted(os.listdir(tmp_path)) == ["ds"]
+    # A dataset written by an older generator version is never silently reused.
+    manifest = json.loads((out / synthetic.MANIFEST).read_text())
+    manifest["version"] = synthetic.FORMAT_VERSION - 1
+    (out / synthetic.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(FileExistsError, match="not the requested synthetic dataset"):
+        synthetic.generate_dataset(out, 5, num_test_pairs=2, size=32)
     with pytest.raises(ValueError, match="size"):
         synthetic.generate_dataset(tmp_path / "x", 4, size=8)
 

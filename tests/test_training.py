@@ -34,9 +34,10 @@ def _dataset_fn(input_context, global_batch):
 
 def _config(**train):
     config = synthetic.get_config("test")
-    # The random batches of these tests have no ground-truth flow to supervise with.
-    config.loss.stage1.flow_supervision = 0.0
-    config.loss.stage2.flow_supervision = 0.0
+    # The paper's flow losses: the random batches of these tests have no ground-truth flow
+    # to supervise with (the quickstart's replacement for the correctness loss).
+    config.loss.stage1.update(dict(correctness=20.0, flow_supervision=0.0))
+    config.loss.stage2.update(dict(correctness=5.0, flow_supervision=0.0))
     config.train.update(dict(steps=2, steps_per_epoch=1, checkpoint_every=1, log_every=1))
     config.train.update(train)
     return config
@@ -183,3 +184,74 @@ def test_flow_to_rgb_and_sample_grid(stage1_run):
     np.testing.assert_allclose(rgb[0, 0, 1].numpy(), [0.0, 0.0, 0.0])
     grid = training.sample_grid(result.generator, _random_batch(2), max_rows=2)
     assert grid.shape == (2 * SIZE, 6 * SIZE, 3) and grid.dtype == np.uint8
+
+
+def _supervised_batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    batch = _random_batch(n, seed)
+    batch["flow"] = rng.uniform(-3, 3, (n, SIZE, SIZE, 2)).astype("float32")
+    batch["visibility"] = (rng.uniform(0, 1, (n, SIZE, SIZE, 1)) > 0.3).astype("float32")
+    return batch
+
+
+def test_no_vgg_when_no_loss_reads_it():
+    config = _config()
+    config.loss.stage1.update(dict(correctness=0.0, flow_supervision=1.0))
+    assert training.required_vgg_layers(1, [8, 4], dict(config.loss.stage1)) == ()
+    trainer = training.build_trainer(config)
+    assert trainer.vgg_extractor is None
+    logs = trainer.train_step(_supervised_batch(2))
+    assert set(logs) == {"regularization", "flow_supervision", "g_loss"}
+    trainer.compile(g_optimizer=keras.optimizers.Adam(), loss_weights={"correctness": 1.0})
+    with pytest.raises(ValueError, match="need VGG features"):
+        trainer.train_step(_supervised_batch(2))
+
+
+def test_linear_decay_tail_schedule():
+    schedule = training.LinearDecayTail(1e-3, total_steps=100, decay_fraction=0.25)
+    rates = [float(schedule(step)) for step in (0, 75, 80, 100, 150)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 8e-4, 0.0, 0.0], atol=1e-9)
+    clone = training.LinearDecayTail.from_config(schedule.get_config())
+    assert float(clone(90)) == pytest.approx(float(schedule(90)))
+    for kwargs, match in (
+        (dict(learning_rate=0.0, total_steps=10, decay_fraction=0.5), "learning_rate"),
+        (dict(learning_rate=1.0, total_steps=0, decay_fraction=0.5), "total_steps"),
+        (dict(learning_rate=1.0, total_steps=10, decay_fraction=1.5), "decay_fraction"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            training.LinearDecayTail(**kwargs)
+    config = _config(lr_decay_fraction=0.5, steps=10)
+    optimizer = training.loop.make_optimizer(1e-3, config.train, "float32")
+    optimizer.iterations.assign(10)
+    assert float(optimizer.learning_rate) == 0.0
+
+
+def test_flow_supervision_matches_numpy():
+    config = _config()
+    config.loss.stage1.update(dict(correctness=0.0, flow_supervision=1.0))
+    trainer = training.build_trainer(config)
+    batch = _supervised_batch(2, seed=1)
+    rng = np.random.default_rng(2)
+    flows = [
+        rng.normal(size=(2, SIZE // s, SIZE // s, 2)).astype("float32")
+        for s in trainer.attention_scales
+    ]
+    expected = 0.0
+    for flow, s in zip(flows, trainer.attention_scales):
+        n = SIZE // s
+        vis = batch["visibility"].reshape(2, n, s, n, s, 1)
+        fl = batch["flow"].reshape(2, n, s, n, s, 2)
+        vis_mean = vis.mean(axis=(2, 4))
+        mean = (
+            np.where(
+                vis_mean > 0,
+                (fl * vis).mean(axis=(2, 4)) / np.maximum(vis_mean, 1e-12),
+                fl.mean(axis=(2, 4)),
+            )
+            / s
+        )
+        visible = (vis_mean >= 0.5).astype("float64")
+        error = np.linalg.norm(flow - mean, axis=-1, keepdims=True)
+        expected += (error * visible).sum(axis=(1, 2, 3)) / (visible.sum(axis=(1, 2, 3)) + 1)
+    got = trainer._flow_supervision(batch, [tf.constant(f) for f in flows])
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4)

@@ -23,6 +23,7 @@ from gfla_tf.training.checkpoints import (
 )
 from gfla_tf.training.compat import DistributedFitMixin
 from gfla_tf.training.loop import TrainResult, build_trainer, save_generator, train
+from gfla_tf.training.schedules import LinearDecayTail
 from gfla_tf.training.strategy import build_strategy, is_chief
 from gfla_tf.training.trainer import GFLATrainer, required_vgg_layers
 
@@ -30,6 +31,7 @@ __all__ = [
     "AtomicBackupAndRestore",
     "DistributedFitMixin",
     "GFLATrainer",
+    "LinearDecayTail",
     "NonFiniteLossError",
     "PeriodicCheckpoint",
     "TerminateOnNonFiniteLoss",

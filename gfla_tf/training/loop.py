@@ -17,6 +17,7 @@ import tensorflow as tf
 from gfla_tf.training import callbacks as callbacks_lib
 from gfla_tf.training import checkpoints
 from gfla_tf.training import strategy as strategy_lib
+from gfla_tf.training.schedules import LinearDecayTail
 from gfla_tf.training.trainer import GFLATrainer, required_vgg_layers
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,14 @@ class TrainResult:
 
 
 def make_optimizer(learning_rate, config_train, precision):
-    """Adam with the configured betas, wrapped for loss scaling under mixed_float16."""
+    """Adam with the configured betas and schedule, loss-scaled under mixed_float16.
+
+    With ``config_train.lr_decay_fraction`` > 0 the rate stays at ``learning_rate`` and
+    then decays linearly to zero over that fraction of ``config_train.steps``.
+    """
+    decay = float(config_train.get("lr_decay_fraction", 0.0))
+    if decay:
+        learning_rate = LinearDecayTail(learning_rate, int(config_train.steps), decay)
     optimizer = keras.optimizers.Adam(
         learning_rate=learning_rate, beta_1=config_train.beta_1, beta_2=config_train.beta_2
     )
@@ -64,18 +72,19 @@ def _default_dataset_fn(config, workdir, chief):
 
     data_config = config.data
     if data_config.kind == "synthetic" and not data_config.root:
-        root = os.path.join(workdir, "data", "synthetic")
-        if not os.path.isdir(root):
-            from gfla_tf.data import synthetic
+        from gfla_tf.data import synthetic
 
-            logger.info("generating the synthetic dataset under %s", root)
-            synthetic.generate_dataset(
-                root,
-                data_config.synthetic_pairs,
-                num_test_pairs=data_config.synthetic_test_pairs,
-                size=data_config.synthetic_size,
-                seed=config.seed,
-            )
+        root = os.path.join(workdir, "data", "synthetic")
+        # Reused when it matches the configuration; the run's own synthetic data from
+        # another setting or generator version is regenerated.
+        synthetic.generate_dataset(
+            root,
+            data_config.synthetic_pairs,
+            num_test_pairs=data_config.synthetic_test_pairs,
+            size=data_config.synthetic_size,
+            seed=config.seed,
+            overwrite=synthetic.read_manifest(root) is not None,
+        )
         with data_config.unlocked():
             data_config.root = root
     image_size = (config.model.image_height, config.model.image_width)
@@ -122,9 +131,11 @@ def build_trainer(config, strategy=None, impl=None):
         impl = "reference"  # no custom op on TPU; the reference op is pure XLA-able TF
     generator = models.build_generator(config.model, impl=impl)
     discriminator = models.build_discriminator(config.model) if stage == 2 else None
-    vgg = losses.build_vgg_extractor(
-        config.loss.vgg_weights,
-        layers=required_vgg_layers(stage, generator.attention_scales, loss_weights(config)),
+    vgg_layers = required_vgg_layers(stage, generator.attention_scales, loss_weights(config))
+    vgg = (
+        losses.build_vgg_extractor(config.loss.vgg_weights, layers=vgg_layers)
+        if vgg_layers
+        else None
     )
     trainer = GFLATrainer(
         generator,

@@ -32,6 +32,7 @@ STAGE2_LOSSES = (
     "flow_supervision",
 )
 INPUT_KEYS = ("source_image", "source_pose", "target_pose")
+VGG_LOSSES = ("correctness", "content", "style")
 
 
 def _with_gradients(grads, variables):
@@ -53,14 +54,14 @@ def required_vgg_layers(stage, attention_scales, loss_weights=None):
         weight is 0 are left out, so the extractor runs only as deep as needed.
 
     Returns:
-      Tuple of layer names (unique, in VGG order).
+      Tuple of layer names (unique, in VGG order); empty when no weighted loss needs VGG
+      (then the trainer runs without a VGG extractor).
     """
 
     def used(name):
         return loss_weights is None or bool(loss_weights.get(name, 0.0))
 
-    # The correctness layers stay even when unweighted: the step always computes them.
-    names = set(_loss_layers(attention_scales))
+    names = set(_loss_layers(attention_scales)) if used("correctness") else set()
     if stage == 2:
         if used("content"):
             names |= set(losses.CONTENT_LAYERS)
@@ -80,7 +81,8 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
       discriminator: image -> patch map model; may be None for stage 1.
       vgg_extractor: frozen model returning a dict of VGG19 ReLU features
         (``gfla_tf.losses.build_vgg_extractor``) with at least the layers of
-        :func:`required_vgg_layers`.
+        :func:`required_vgg_layers`; None when no weighted loss uses VGG features
+        (correctness, content and style all 0).
       stage: 1 or 2.
       global_batch_size: global batch used to average per-example losses; None uses the
         per-replica batch times the number of replicas.
@@ -188,7 +190,8 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
         image = tf.zeros([1, height, width, 3])
         pose = tf.zeros([1, height, width, num_keypoints])
         self.generator({"source_image": image, "source_pose": pose, "target_pose": pose})
-        self.vgg_extractor(image)
+        if self.vgg_extractor is not None:
+            self.vgg_extractor(image)
         if self.discriminator is not None:
             self.discriminator(image)
         self.built = True
@@ -261,7 +264,19 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             total += self._weight(name) * value
         return total
 
+    def _uses_vgg(self):
+        return any(self._weight(name) for name in VGG_LOSSES)
+
     def _vgg(self, images):
+        # The features are only computed when a weighted loss reads them.
+        if not self._uses_vgg():
+            return None
+        if self.vgg_extractor is None:
+            used = sorted(name for name in self.loss_weights if name in VGG_LOSSES)
+            raise ValueError(
+                f"loss weights {used} need VGG features, but the trainer was built with "
+                "vgg_extractor=None"
+            )
         return self.vgg_extractor(images, training=False)
 
     # ----------------------------------------------------------------------------------

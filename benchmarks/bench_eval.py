@@ -13,8 +13,9 @@ Usage::
 
 import argparse
 import os
-import platform
 import time
+
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,17 +42,6 @@ def _time(fn, args, repeats):
         tf.nest.map_structure(lambda t: t.numpy(), result)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main():
@@ -91,7 +81,7 @@ def main():
         seconds = _time(tf.function(fn, autograph=False), fn_args, args.repeats)
         rows.append((name, seconds * 1000.0, batch / seconds))
 
-    print(f"Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, TensorFlow {tf.__version__}")
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, TensorFlow {tf.__version__}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"Images {size}x{size}, batch {batch}, median of {args.repeats} runs, random weights; "

@@ -15,10 +15,11 @@ TensorFlow uses).
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
+
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,17 +39,6 @@ def _size_of(path):
         for root, _, names in os.walk(path)
         for name in names
     )
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main():
@@ -151,7 +141,7 @@ def main():
         f"Export formats, DeepFashion generator at {args.size}x{args.size}, batch 1 "
         f"(uint8 image + keypoints in, uint8 image out), "
         f"{models.count_params(generator) / 1e6:.2f} M parameters (random weights); "
-        f"median of {args.repeats} interleaved rounds; {_cpu_name()}, {os.cpu_count()} cores, "
+        f"median of {args.repeats} interleaved rounds; {cpu_name()}, {os.cpu_count()} cores, "
         f"TensorFlow {tf.__version__}, TFLite (LiteRT, XNNPACK) threads {args.threads}\n"
     )
     print(

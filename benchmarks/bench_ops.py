@@ -20,12 +20,13 @@ and paste the printed markdown into benchmarks/RESULTS.md.
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 CASES = {
     "k=3, 32x32, C=256": (3, 32, 256),
@@ -72,18 +73,9 @@ def _worker(case, impl, batch, repeats):
 
 
 def _machine():
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import tensorflow as tf
 
-    return f"{model}, {os.cpu_count()} logical cores visible, TensorFlow {tf.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} logical cores visible, TensorFlow {tf.__version__}"
 
 
 def main(argv=None):

@@ -104,6 +104,16 @@ def test_atomic_write_and_reuse(tmp_path):
     (out / synthetic.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(FileExistsError, match="not the requested synthetic dataset"):
         synthetic.generate_dataset(out, 5, num_test_pairs=2, size=32)
+    # ...unless the caller owns the folder; other content is still never replaced.
+    data_config = synthetic_config.get_config("test").data
+    data_config.update(dict(synthetic_pairs=5, synthetic_test_pairs=2, synthetic_size=32))
+    synthetic.generate_from_config(data_config, out, 0, replace_synthetic=True)
+    assert synthetic.read_manifest(out)["version"] == synthetic.FORMAT_VERSION
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        synthetic.generate_from_config(data_config, tmp_path / "other", 0, replace_synthetic=True)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="size"):
         synthetic.generate_dataset(tmp_path / "x", 4, size=8)
 

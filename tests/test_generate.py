@@ -39,30 +39,34 @@ def models(tmp_path_factory):
     }
 
 
+def _generate(models, model_path, out, *extra):
+    """Runs ``gfla generate`` on the fixture's photo and poses; returns the exit status."""
+    return generate_cli.main(
+        [
+            "gfla generate",
+            "--model",
+            model_path,
+            "--source",
+            models["photo"],
+            "--source-pose",
+            models["source_pose"],
+            "--target-pose",
+            models["target_pose"],
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
 def test_each_format(models, tmp_path):
     results = {}
     for name, path in models["formats"].items():
         out = tmp_path / f"{name}.png"
         flow_out = tmp_path / f"{name}_flow.png"
         mask_out = tmp_path / f"{name}_mask.png"
-        status = generate_cli.main(
-            [
-                "gfla generate",
-                "--model",
-                path,
-                "--source",
-                models["photo"],
-                "--source-pose",
-                models["source_pose"],
-                "--target-pose",
-                models["target_pose"],
-                "--out",
-                str(out),
-                "--flow-out",
-                str(flow_out),
-                "--mask-out",
-                str(mask_out),
-            ]
+        status = _generate(
+            models, path, out, "--flow-out", str(flow_out), "--mask-out", str(mask_out)
         )
         assert status == 0, name
         image = np.asarray(Image.open(out))
@@ -128,21 +132,7 @@ def test_pictures():
 
 
 def test_missing_model(models, tmp_path, capsys):
-    status = generate_cli.main(
-        [
-            "gfla generate",
-            "--model",
-            str(tmp_path / "nope.keras"),
-            "--source",
-            models["photo"],
-            "--source-pose",
-            models["source_pose"],
-            "--target-pose",
-            models["target_pose"],
-            "--out",
-            str(tmp_path / "out.png"),
-        ]
-    )
+    status = _generate(models, str(tmp_path / "nope.keras"), tmp_path / "out.png")
     assert status == 1
     assert "model not found" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()

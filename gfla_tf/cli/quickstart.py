@@ -158,15 +158,8 @@ def main(argv):
     total = 5 if args.no_export else 6
 
     _banner(1, total, f"generating {config.data.synthetic_pairs} synthetic training pairs")
-    # The quickstart owns its data folder: a synthetic dataset left there by another
-    # setting or generator version is regenerated; anything else is never overwritten.
-    data.synthetic.generate_dataset(
-        config.data.root,
-        config.data.synthetic_pairs,
-        num_test_pairs=config.data.synthetic_test_pairs,
-        size=config.data.synthetic_size,
-        seed=config.seed,
-        overwrite=data.synthetic.read_manifest(config.data.root) is not None,
+    data.synthetic.generate_from_config(
+        config.data, config.data.root, config.seed, replace_synthetic=True
     )
     _banner(2, total, f"stage 1: training the flow estimator ({steps1} steps)")
     training.train(

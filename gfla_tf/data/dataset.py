@@ -286,13 +286,7 @@ def resolve_root(data_config):
         return os.fspath(root)
     root = os.fspath(root) if root else default_synthetic_root(data_config)
     if synthetic.read_manifest(root) is None:
-        synthetic.generate_dataset(
-            root,
-            data_config.synthetic_pairs,
-            num_test_pairs=data_config.synthetic_test_pairs,
-            size=data_config.synthetic_size,
-            seed=data_config.get("synthetic_seed", 0),
-        )
+        synthetic.generate_from_config(data_config, root, data_config.get("synthetic_seed", 0))
     return root
 
 

@@ -541,6 +541,34 @@ def _generate_split(root, split, num_pairs, size, seed):
     return annotations, pairs
 
 
+def generate_from_config(data_config, root, seed, replace_synthetic=False):
+    """``generate_dataset`` with the sizes of a ``config.data`` (``synthetic_*`` fields).
+
+    Args:
+      data_config: the ``config.data`` ConfigDict.
+      root: the dataset root.
+      seed: random seed of the dataset.
+      replace_synthetic: for a folder the caller owns: regenerate a synthetic dataset of
+        other parameters or an older generator version found at ``root`` instead of
+        raising. Other content is never replaced.
+
+    Returns:
+      ``root`` as a string.
+
+    Raises:
+      FileExistsError: ``root`` holds other content (or a different synthetic dataset
+        without ``replace_synthetic``).
+    """
+    return generate_dataset(
+        root,
+        data_config.synthetic_pairs,
+        num_test_pairs=data_config.synthetic_test_pairs,
+        size=data_config.synthetic_size,
+        seed=seed,
+        overwrite=replace_synthetic and read_manifest(root) is not None,
+    )
+
+
 def read_manifest(root):
     """Returns the manifest dict of a complete synthetic dataset at ``root``, else None."""
     path = os.path.join(os.fspath(root), MANIFEST)

@@ -72,19 +72,8 @@ def _default_dataset_fn(config, workdir, chief):
 
     data_config = config.data
     if data_config.kind == "synthetic" and not data_config.root:
-        from gfla_tf.data import synthetic
-
         root = os.path.join(workdir, "data", "synthetic")
-        # Reused when it matches the configuration; the run's own synthetic data from
-        # another setting or generator version is regenerated.
-        synthetic.generate_dataset(
-            root,
-            data_config.synthetic_pairs,
-            num_test_pairs=data_config.synthetic_test_pairs,
-            size=data_config.synthetic_size,
-            seed=config.seed,
-            overwrite=synthetic.read_manifest(root) is not None,
-        )
+        data.synthetic.generate_from_config(data_config, root, config.seed, replace_synthetic=True)
         with data_config.unlocked():
             data_config.root = root
     image_size = (config.model.image_height, config.model.image_width)

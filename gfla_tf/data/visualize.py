@@ -55,6 +55,21 @@ def flow_to_color(flow, max_flow=None):
     return np.rint(np.stack([r, g, b], axis=-1) * 255.0).astype(np.uint8)
 
 
+def flow_legend(size=64):
+    """The colour wheel that explains :func:`flow_to_color`: a flow pointing from the
+    centre to each pixel, full saturation on the rim (x to the right, y down, in pixels).
+
+    Args:
+      size: side of the square legend in pixels.
+
+    Returns:
+      A uint8 array [size, size, 3].
+    """
+    coords = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    xx, yy = np.meshgrid(coords, coords)
+    return flow_to_color(np.stack([xx, yy], axis=-1), max_flow=(size - 1) / 2.0)
+
+
 def limb_colour(limb_index, limb=None):
     """The RGB colour of a limb of ``keypoints.LIMBS``, by the body side it is on."""
     a, b = limb if limb is not None else kp.LIMBS[limb_index]

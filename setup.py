@@ -61,15 +61,26 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<3.16",
         "numpy",
+        "scipy",
         "pillow",
         "absl-py",
         "ml-collections",
     ],
+    # Optional features; requirements-test.txt installs all of them but torch.
     extras_require={
         "convert": ["torch"],
-        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
+        # Converting pretrained LPIPS/AlexNet/Inception weights from their PyTorch packages.
+        "pretrained": ["torch", "torchvision", "lpips"],
+        "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio"],
         "tflite": ["ai-edge-litert"],
-        "test": ["pytest", "pytest-xdist", "ruff", "ai-edge-litert", "tensorflow-serving-api"],
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "ruff>=0.17,<0.18",
+            "ai-edge-litert",
+            "tensorflow-serving-api>=2.21,<2.22",
+            "grpcio",
+        ],
     },
     entry_points={"console_scripts": ["gfla=gfla_tf.cli.main:main"]},
     zip_safe=False,

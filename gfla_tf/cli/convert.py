@@ -13,7 +13,6 @@ Files are written to a temporary name and renamed once everything converted: a f
 leaves nothing behind.
 """
 
-import argparse
 import importlib
 import importlib.util
 import logging
@@ -21,6 +20,8 @@ import os
 import shutil
 import sys
 import tempfile
+
+from gfla_tf.cli.main import ArgumentParser
 
 _log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def load_config(spec):
 
 
 def _parser(prog):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description="Convert the authors' PyTorch GFLA checkpoints to .keras files."
     )
     parser.add_argument("--config", required=True, help="config file[:variant] or name")

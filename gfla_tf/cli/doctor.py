@@ -1,8 +1,9 @@
 """``gfla doctor``: reports the custom op library status and the environment."""
 
-import argparse
 import json
 import platform
+
+from gfla_tf.cli.main import ArgumentParser
 
 
 def collect():
@@ -29,7 +30,7 @@ def collect():
 
 def main(argv):
     """Prints the report; returns 0 (1 with --strict when the library is not loaded)."""
-    parser = argparse.ArgumentParser(prog=argv[0], description=__doc__)
+    parser = ArgumentParser(prog=argv[0], description=__doc__)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 if the library is not loaded"

@@ -14,19 +14,18 @@ uint8 image, flows and masks out) and ``heatmaps`` (float image and pose heatmap
 See docs/serving.md.
 """
 
-import argparse
 import logging
 import os
 import sys
 import tempfile
 
+from gfla_tf.cli.main import ArgumentParser
+
 logger = logging.getLogger(__name__)
 
 
 def _parser(prog):
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.splitlines()[0].replace("``", "")
-    )
+    parser = ArgumentParser(prog=prog, description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument(
         "--model",
         required=True,

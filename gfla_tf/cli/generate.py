@@ -23,6 +23,8 @@ import tempfile
 
 import numpy as np
 
+from gfla_tf.cli.main import ArgumentParser
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,9 +41,7 @@ def _size(text):
 
 
 def _parser(prog):
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.splitlines()[0].replace("``", "")
-    )
+    parser = ArgumentParser(prog=prog, description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--model", required=True, help=".keras, SavedModel dir or .tflite")
     parser.add_argument("--source", required=True, help="photo of the person (any PIL format)")
     parser.add_argument("--source-pose", required=True, help="keypoints of the photo")

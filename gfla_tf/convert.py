@@ -22,11 +22,17 @@ Layouts:
   keys must hold the same tensor.
 
 Every key must be consumed and every Keras weight assigned; a missing, unexpected,
-mis-shaped or inconsistent key raises ``ValueError`` naming it before any weight is set.
+mis-shaped, non-finite or inconsistent key raises ``ValueError`` naming it before any
+weight is set.
 """
+
+from __future__ import annotations
 
 import collections
 import logging
+import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -248,6 +254,12 @@ def _plan_assignments(model, state, what):
                 f"key {key!r} has shape {tuple(np.shape(state[key]))}, expected {tuple(shape)}"
             )
     if not problems:
+        nonfinite = [k for k in expected if not np.all(np.isfinite(np.asarray(state[k])))]
+        if nonfinite:
+            shown = ", ".join(repr(k) for k in nonfinite[:5])
+            more = f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""
+            problems.append(f"non-finite values (NaN or Inf) in key {shown}{more}")
+    if not problems:
         for dup, same in mapping.duplicates.items():
             if not np.array_equal(np.asarray(state[dup]), np.asarray(state[same])):
                 problems.append(f"keys {dup!r} and {same!r} must hold the same tensor")
@@ -285,8 +297,8 @@ def convert_checkpoint(config, generator_state, discriminator_state=None, impl=N
       (generator, discriminator); discriminator is None without ``discriminator_state``.
 
     Raises:
-      ValueError: missing, unexpected or mis-shaped keys, or duplicated convs that differ;
-        the message names every offending key and no model is returned.
+      ValueError: missing, unexpected or mis-shaped keys, non-finite values, or duplicated
+        convs that differ; the message names the offending keys and no model is returned.
     """
     model_config = _model_config(config)
     generator = models.build_generator(model_config, impl=impl)
@@ -339,7 +351,7 @@ def export_state_dict(model):
     return {k: state[k] for k in shapes}
 
 
-def load_state_dict(path):
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a state dict as numpy arrays from a ``.pth`` (torch) or ``.npz`` file.
 
     Args:
@@ -351,20 +363,34 @@ def load_state_dict(path):
 
     Raises:
       ImportError: a ``.pth`` file and torch is not installed.
-      ValueError: the file does not hold a state dict.
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: the file is truncated or corrupt, or does not hold a state dict.
     """
-    path = str(path)
+    path = os.fspath(path)
     if path.endswith(".npz"):
-        with np.load(path) as archive:
-            return {k: archive[k] for k in archive.files}
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        except FileNotFoundError:
+            raise
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error) as err:
+            raise ValueError(f"{path}: not a readable .npz archive (truncated?): {err}") from err
     try:
         import torch
     except ImportError as err:
         raise ImportError(
-            f"reading {path} needs PyTorch: install it with pip install 'gfla-tf[convert]' "
-            "(or convert the state dict to .npz elsewhere)"
+            f"reading {path} needs PyTorch: pip install torch (or pip install "
+            "'gfla-tf[convert]'), or convert the state dict to .npz elsewhere"
         ) from err
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises RuntimeError, pickle and zip errors alike
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint (truncated?): {message}"
+        ) from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(hasattr(v, "detach") for v in state.values()):

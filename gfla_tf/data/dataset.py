@@ -60,7 +60,7 @@ class ScanReport:
       pairs_file: the pairs CSV found (or None).
       num_annotated: images with a well-formed annotation row.
       num_pairs_listed: rows of the pairs CSV.
-      num_images_checked: image files whose header and ending were checked.
+      num_images_checked: image files opened to check their header and ending.
       pairs: the usable pairs, (source name, target name).
       keypoints: name -> [18, 2] (x, y) in the annotation frame.
       problems: every problem found, one line each.
@@ -160,7 +160,7 @@ def check_image_file(path):
 
 def _read_pairs(path, problems):
     pairs = []
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         lines = f.read().splitlines()
     if not lines or [c.strip() for c in lines[0].split(",")] != ["from", "to"]:
         raise kp.KeypointFormatError(
@@ -206,9 +206,10 @@ def scan_dataset(root, kind, split, check_images=True):
             report.fatal = True
     if report.fatal:
         return report
+    rejected = set()  # images whose annotation row is malformed: reported once, there
     try:
         report.keypoints, row_problems = kp.read_annotation_csv(
-            report.annotation_file, strict=False
+            report.annotation_file, strict=False, rejected=rejected
         )
         report.problems.extend(row_problems)
         listed = _read_pairs(report.pairs_file, report.problems)
@@ -228,10 +229,16 @@ def scan_dataset(root, kind, split, check_images=True):
     def image_ok(name):
         if name not in image_status:
             problem = None
+            path = os.path.join(image_dir, name)
+            if name in rejected and name not in report.keypoints:
+                image_status[name] = False
+                return False
             if name not in report.keypoints:
                 problem = f"{report.pairs_file}: pair names {name!r}, which has no annotation"
             elif check_images:
-                problem = check_image_file(os.path.join(image_dir, name))
+                if os.path.isfile(path):
+                    report.num_images_checked += 1
+                problem = check_image_file(path)
             if problem:
                 report.problems.append(problem)
             image_status[name] = problem is None
@@ -246,7 +253,6 @@ def scan_dataset(root, kind, split, check_images=True):
                 ok = False
         if ok:
             report.pairs.append((source, target))
-    report.num_images_checked = len(image_status) if check_images else 0
     return report
 
 

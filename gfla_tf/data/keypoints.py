@@ -14,12 +14,16 @@ or COCO-17 files line up with the dataset annotations. ``SIDES`` gives each inde
 side in that (OpenPose) sense.
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
+
+from gfla_tf import io
 
 NUM_KEYPOINTS = 18
 
@@ -276,13 +280,21 @@ def parse_keypoint_list(text, source="annotation", what="keypoint list"):
     return array
 
 
-def read_annotation_csv(path, strict=True):
+def read_annotation_csv(
+    path: str | os.PathLike, strict: bool = True, rejected: set[str] | None = None
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """Reads a community annotation CSV (``name:keypoints_y:keypoints_x``).
+
+    Each line is one row: the format has no quoting, so a stray quote character spoils
+    only its own row (a CSV reader would read on to the next quote). A UTF-8 byte-order
+    mark, as spreadsheets write it, is accepted.
 
     Args:
       path: the CSV file (``fashion-annotation-train.csv`` and the like).
       strict: if True, the first malformed row raises; if False, malformed rows are
         collected and returned.
+      rejected: if given (and not strict), the image names of malformed rows are added
+        to it, so that callers can tell "annotated badly" from "not annotated".
 
     Returns:
       ``(keypoints, problems)``: a dict name -> float32 [18, 2] (x, y) array in the
@@ -293,8 +305,8 @@ def read_annotation_csv(path, strict=True):
       FileNotFoundError: if the file does not exist.
     """
     keypoints, problems = {}, []
-    with open(path, newline="") as f:
-        reader = csv.reader(f, delimiter=":")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=":", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["name", "keypoints_y", "keypoints_x"]:
             raise KeypointFormatError(
@@ -323,11 +335,15 @@ def read_annotation_csv(path, strict=True):
                 if strict:
                     raise
                 problems.append(str(err))
+                if rejected is not None and row and row[0].strip():
+                    rejected.add(row[0].strip())
     return keypoints, problems
 
 
-def write_annotation_csv(path, keypoints):
+def write_annotation_csv(path: str | os.PathLike, keypoints: dict[str, np.ndarray]) -> None:
     """Writes keypoints as a community annotation CSV (integer coordinates, -1 = missing).
+
+    The file is written atomically (``gfla_tf.io``).
 
     Args:
       path: output file.
@@ -341,8 +357,7 @@ def write_annotation_csv(path, keypoints):
         ys = "[" + ", ".join(str(int(v)) for v in ints[:, 1]) + "]"
         xs = "[" + ", ".join(str(int(v)) for v in ints[:, 0]) + "]"
         lines.append(f"{name}:{ys}:{xs}")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    io.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def read_openpose_json(path, min_confidence=0.0):
@@ -422,7 +437,7 @@ def _coco_from_data(data, source, min_visibility=0):
 
 def _load_json(path):
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as err:
         raise KeypointFormatError(f"{path}: not valid JSON ({err})") from None

@@ -33,10 +33,17 @@ import logging
 import os
 import zipfile
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gfla_tf import models
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import keras
+    import ml_collections
 
 _log = logging.getLogger(__name__)
 
@@ -101,7 +108,7 @@ def _padded_conv(m, prefix, conv):
         m.duplicate(prefix + ".model.2" + suffix, prefix + ".conv1" + suffix)
 
 
-def generator_mapping(generator):
+def generator_mapping(generator: models.GFLAGenerator) -> _Mapping:
     """Returns the torch-key mapping of a built ``GFLAGenerator``."""
     m = _Mapping()
     flow = generator.flow_estimator
@@ -139,7 +146,7 @@ def generator_mapping(generator):
     return m
 
 
-def discriminator_mapping(discriminator):
+def discriminator_mapping(discriminator: models.Discriminator) -> _Mapping:
     """Returns the torch-key mapping of a built ``Discriminator``."""
     m = _Mapping()
     for i, block in enumerate(discriminator.blocks):
@@ -191,7 +198,7 @@ def _expected_shapes(mapping, model):
     return shapes
 
 
-def expected_state_dict_shapes(model):
+def expected_state_dict_shapes(model: keras.Model) -> dict[str, tuple[int, ...]]:
     """The PyTorch state-dict keys and shapes that a built GFLA model corresponds to.
 
     Args:
@@ -284,7 +291,12 @@ def _model_config(config):
     return config.model if hasattr(config, "model") else config
 
 
-def convert_checkpoint(config, generator_state, discriminator_state=None, impl=None):
+def convert_checkpoint(
+    config: ml_collections.ConfigDict,
+    generator_state: Mapping[str, np.ndarray],
+    discriminator_state: Mapping[str, np.ndarray] | None = None,
+    impl: str | None = None,
+) -> tuple[models.GFLAGenerator, models.Discriminator | None]:
     """Builds the Keras models of ``config`` and fills them from PyTorch state dicts.
 
     Args:
@@ -319,7 +331,7 @@ def convert_checkpoint(config, generator_state, discriminator_state=None, impl=N
     return generator, discriminator
 
 
-def export_state_dict(model):
+def export_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
     """Inverse of the conversion: the PyTorch state dict (numpy) of a built model.
 
     Useful to check a conversion round trip or to hand weights back to the reference code.

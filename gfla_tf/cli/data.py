@@ -8,6 +8,8 @@ Examples::
     gfla data sheet data/synthetic --out sheet.png --pairs 8
 """
 
+from __future__ import annotations
+
 import logging
 import sys
 
@@ -110,7 +112,7 @@ def _sheet(args):
     return 0
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     """Runs ``gfla data <action>``; returns the exit status.
 
     Args:

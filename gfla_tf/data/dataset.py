@@ -18,10 +18,13 @@ list of problems (``on_bad_data="stop"``) or drops the affected pairs and logs t
 (``"skip"``).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import logging
 import os
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -70,8 +73,8 @@ class ScanReport:
     root: str
     kind: str
     split: str
-    annotation_file: str = None
-    pairs_file: str = None
+    annotation_file: str | None = None
+    pairs_file: str | None = None
     num_annotated: int = 0
     num_pairs_listed: int = 0
     num_images_checked: int = 0
@@ -80,7 +83,7 @@ class ScanReport:
     problems: list = dataclasses.field(default_factory=list)
     fatal: bool = False
 
-    def summary(self):
+    def summary(self) -> str:
         """A multi-line human-readable report with the counts and every problem."""
         lines = [
             f"dataset {self.root} ({self.kind}, {self.split})",
@@ -96,7 +99,9 @@ class ScanReport:
         return "\n".join(lines)
 
 
-def find_split_files(root, kind, split):
+def find_split_files(
+    root: str | os.PathLike, kind: str, split: str
+) -> tuple[str | None, str | None]:
     """Locates the annotation and pairs CSVs of a split.
 
     Args:
@@ -125,7 +130,7 @@ def _check_kind_split(kind, split):
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-def check_image_file(path):
+def check_image_file(path: str | os.PathLike) -> str | None:
     """Fast check of one image file without decoding the pixels.
 
     Reads the header with PIL (format, size) and checks the end-of-file marker of PNG and
@@ -177,7 +182,9 @@ def _read_pairs(path, problems):
     return pairs
 
 
-def scan_dataset(root, kind, split, check_images=True):
+def scan_dataset(
+    root: str | os.PathLike, kind: str, split: str, check_images: bool = True
+) -> ScanReport:
     """Checks a split before training: CSVs, rows, pairs and image (and flow) files.
 
     Args:
@@ -256,7 +263,7 @@ def scan_dataset(root, kind, split, check_images=True):
     return report
 
 
-def default_synthetic_root(data_config):
+def default_synthetic_root(data_config: ml_collections.ConfigDict) -> str:
     """Where a synthetic dataset with an empty ``root`` is cached."""
     base = os.environ.get("GFLA_DATA_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "gfla"
@@ -268,7 +275,7 @@ def default_synthetic_root(data_config):
     )
 
 
-def resolve_root(data_config):
+def resolve_root(data_config: ml_collections.ConfigDict) -> str:
     """The dataset root; for the synthetic kind, generates the dataset when needed.
 
     A synthetic ``root`` that already holds a complete synthetic dataset is used as is;
@@ -304,7 +311,9 @@ def _annotation_size(data_config, root):
     return int(data_config.annotation_height), int(data_config.annotation_width)
 
 
-def load_split(data_config, split, root=None):
+def load_split(
+    data_config: ml_collections.ConfigDict, split: str, root: str | None = None
+) -> ScanReport:
     """Scans a split and applies ``on_bad_data``; returns the clean ``ScanReport``.
 
     Args:
@@ -348,17 +357,17 @@ def load_split(data_config, split, root=None):
 
 
 def build_dataset(
-    data_config,
-    split,
-    batch_size,
-    image_size,
+    data_config: ml_collections.ConfigDict,
+    split: str,
+    batch_size: int,
+    image_size: tuple[int, int],
     *,
-    shuffle=None,
-    repeat=None,
-    drop_remainder=None,
-    input_context=None,
-    with_names=False,
-):
+    shuffle: bool | None = None,
+    repeat: bool | None = None,
+    drop_remainder: bool | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    with_names: bool = False,
+) -> tf.data.Dataset:
     """Builds the tf.data pipeline of source/target pairs.
 
     Yields dict batches: ``source_image``, ``target_image`` ([B, H, W, 3] float32 in

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from gfla_tf import io
 
@@ -83,13 +84,15 @@ class KeypointFormatError(ValueError):
     """A keypoint file or annotation row that cannot be read; the message names it."""
 
 
-def missing_mask(keypoints):
+def missing_mask(keypoints: ArrayLike | tf.Tensor) -> tf.Tensor:
     """Returns a boolean array [..., 18], True where a keypoint is missing (negative)."""
     keypoints = np.asarray(keypoints)
     return np.any(keypoints < 0, axis=-1)
 
 
-def scale_keypoints(keypoints, from_size, to_size):
+def scale_keypoints(
+    keypoints: ArrayLike | tf.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]
+):
     """Scales keypoints from one image frame to another, keeping missing ones at -1.
 
     Each axis is scaled by its own ratio, as when an image is resized without keeping the
@@ -116,7 +119,9 @@ def scale_keypoints(keypoints, from_size, to_size):
     return np.where(missing, np.float32(-1.0), scaled).astype(np.float32)
 
 
-def keypoints_to_heatmaps(keypoints, height, width, sigma=6.0):
+def keypoints_to_heatmaps(
+    keypoints: ArrayLike | tf.Tensor, height: int, width: int, sigma: float = 6.0
+) -> tf.Tensor:
     """Draws one Gaussian heatmap per keypoint, in-graph and vectorised.
 
     Channel n is ``exp(-((yy - y_n)^2 + (xx - x_n)^2) / (2 sigma^2))`` over the pixel grid
@@ -219,7 +224,7 @@ def _map_indices(points, mapping):
     return out
 
 
-def coco17_to_18(points):
+def coco17_to_18(points: ArrayLike) -> np.ndarray:
     """Maps COCO-17 keypoints [17, 2] to the 18-point order.
 
     The neck is the midpoint of the shoulders, missing if either shoulder is missing.
@@ -238,7 +243,7 @@ def coco17_to_18(points):
     return out.astype(np.float32)
 
 
-def openpose_to_18(points):
+def openpose_to_18(points: ArrayLike) -> np.ndarray:
     """Maps OpenPose COCO-18 [18, 2] or BODY_25 [25, 2] keypoints to the 18-point order."""
     points = np.asarray(points, np.float64)
     if points.shape[0] == 18:
@@ -248,7 +253,9 @@ def openpose_to_18(points):
     raise KeypointFormatError(f"expected 18 or 25 OpenPose keypoints, got {points.shape[0]}")
 
 
-def parse_keypoint_list(text, source="annotation", what="keypoint list"):
+def parse_keypoint_list(
+    text: str, source: str = "annotation", what: str = "keypoint list"
+) -> np.ndarray:
     """Parses one ``[y0, y1, ...]`` list of the annotation CSV into 18 floats.
 
     Args:
@@ -360,7 +367,7 @@ def write_annotation_csv(path: str | os.PathLike, keypoints: dict[str, np.ndarra
     io.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def read_openpose_json(path, min_confidence=0.0):
+def read_openpose_json(path: str | os.PathLike, min_confidence: float = 0.0) -> np.ndarray:
     """Reads an OpenPose JSON file (COCO-18 or BODY_25) and returns the main person.
 
     Args:
@@ -401,7 +408,7 @@ def _openpose_from_data(data, source, min_confidence=0.0):
     return _pick(persons, source).astype(np.float32)
 
 
-def read_coco_json(path, min_visibility=0):
+def read_coco_json(path: str | os.PathLike, min_visibility: int = 0) -> np.ndarray:
     """Reads COCO-17 keypoints (a COCO annotation, an annotations file, or a 17-point list).
 
     Args:
@@ -443,7 +450,7 @@ def _load_json(path):
         raise KeypointFormatError(f"{path}: not valid JSON ({err})") from None
 
 
-def read_keypoints(path, name=None):
+def read_keypoints(path: str | os.PathLike, name: str | None = None) -> np.ndarray:
     """Reads the 18 keypoints of one person from any supported file, detecting the format.
 
     Supported: OpenPose JSON (COCO-18 or BODY_25), COCO-17 JSON (annotation, annotations
@@ -502,7 +509,7 @@ def read_keypoints(path, name=None):
     )
 
 
-def heatmaps_numpy(keypoints, height, width, sigma=6.0):
+def heatmaps_numpy(keypoints: ArrayLike, height: int, width: int, sigma: float = 6.0) -> np.ndarray:
     """The heatmap formula written directly in numpy (for tests and offline tools).
 
     Args:

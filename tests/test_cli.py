@@ -202,6 +202,25 @@ def test_verbose_brings_tensorflow_logging_back():
     assert _gfla("--verbose", "doctor", "--json").returncode == 0
 
 
+def test_library_info_lines_are_hidden_unless_verbose():
+    """Keras export's multi-kilobyte absl INFO line and the like: only with --verbose."""
+    script = (
+        "import logging, sys; from gfla_tf.cli import main; "
+        "main.configure_logging(verbose=sys.argv[1] == '1'); "
+        "from absl import logging as absl_logging; "
+        "absl_logging.info('LIB-INFO'); absl_logging.warning('LIB-WARNING'); "
+        "logging.getLogger('gfla_tf.test').info('OWN-INFO')"
+    )
+    quiet, verbose = (
+        subprocess.run(
+            [sys.executable, "-c", script, flag], capture_output=True, text=True, timeout=60
+        ).stderr
+        for flag in ("0", "1")
+    )
+    assert "LIB-INFO" not in quiet and "LIB-WARNING" in quiet and "OWN-INFO" in quiet, quiet
+    assert "LIB-INFO" in verbose, verbose
+
+
 def test_startup_noise_filter():
     noise = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",

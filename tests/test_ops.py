@@ -134,21 +134,21 @@ def test_custom_matches_reference_random(k):
         np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-4)
 
 
-@needs_lib
-def test_empty_inputs():
-    for batch, h, w in [(0, 4, 4), (2, 0, 3), (1, 3, 0)]:
-        source = tf.zeros([batch, 5, 5, 3])
+@pytest.mark.parametrize("impl", IMPLS_UNDER_TEST)
+def test_empty_inputs(impl):
+    for batch, h, w, src_h in [(0, 4, 4, 5), (2, 0, 3, 5), (1, 3, 0, 5), (0, 4, 4, 0)]:
+        source = tf.zeros([batch, src_h, 5, 3])
         flow = tf.zeros([batch, h, w, 2])
         attention = tf.zeros([batch, h, w, 9])
         with tf.GradientTape() as tape:
             tape.watch([source, flow, attention])
-            out = ops.local_attention(source, flow, attention, 3, impl="custom")
+            out = ops.local_attention(source, flow, attention, 3, impl=impl)
             loss = tf.reduce_sum(out)
         assert out.shape == (batch, h, w, 3)
         gs, gf, ga = tape.gradient(loss, [source, flow, attention])
         assert gs.shape == source.shape and not np.any(gs)
         assert gf.shape == flow.shape and ga.shape == attention.shape
-        assert ops.block_extract(source, flow, 3, impl="custom").shape == (batch, h, w, 9, 3)
+        assert ops.block_extract(source, flow, 3, impl=impl).shape == (batch, h, w, 9, 3)
 
 
 def _fractional_flow(rng, shape):

@@ -6,6 +6,9 @@ build and Bazel may write plain ``_gfla_ops.so``). Nothing is loaded at import t
 first op call with ``impl="auto"`` or ``"custom"`` (or ``status()``) tries once and
 remembers the outcome. When the load fails, ``"auto"`` falls back to the pure-TF reference
 with one warning that names the reason, and ``"custom"`` raises.
+
+This module only loads and describes the library; the op wrappers and the gradient
+registrations live in ``_custom``, which imports this module (never the reverse).
 """
 
 import glob
@@ -64,9 +67,6 @@ def _try_load():
     missing = [name for name in _OPS if not hasattr(module, _snake(name))]
     if missing:
         return None, path, f"library {path!r} does not define the ops {missing}"
-    # The gradients live next to the wrappers; importing registers them exactly once.
-    from gfla_tf.ops import _custom  # noqa: F401
-
     return module, path, None
 
 
@@ -193,11 +193,3 @@ def status():
     info["build_tool"] = build.get("build_tool")
     info["compiler"] = build.get("compiler")
     return info
-
-
-def _reset_for_tests():
-    """Forgets the load outcome and the warning (tests only)."""
-    global _result, _warned
-    with _lock:
-        _result = None
-        _warned = False

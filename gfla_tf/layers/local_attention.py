@@ -149,7 +149,7 @@ class LocalAttention(keras.layers.Layer):
         return config
 
 
-def uses_custom_op(impl):
+def uses_custom_op(impl: str) -> bool:
     """Whether ``impl`` resolves to the compiled library (never raises).
 
     Args:

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import warnings
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ _result = None  # (module or None, path or None, reason or None) once a load was
 _warned = False
 
 
-def library_path():
+def library_path() -> str | None:
     """Returns the path the loader will try, or None when no library file is found.
 
     Returns:
@@ -90,7 +91,7 @@ def _load():
     return _result
 
 
-def load_library():
+def load_library() -> Any:
     """Returns the loaded op module.
 
     Returns:
@@ -105,7 +106,7 @@ def load_library():
     return module
 
 
-def library_available(required=False):
+def library_available(required: bool = False) -> bool:
     """Whether the compiled library is usable; loads it on the first call.
 
     Args:
@@ -154,7 +155,7 @@ def _registered_devices(op_name):
         return []
 
 
-def status():
+def status() -> dict[str, Any]:
     """Describes the op library; loads it if that was not tried yet (never warns).
 
     Returns:

@@ -379,3 +379,41 @@ def test_bad_library_path_falls_back_in_subprocess(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert "RESULT 1 False True" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_loader_imports_nothing_of_the_package():
+    """The _custom <-> _loader import cycle is gone: only _custom imports _loader, and the
+    gradients are registered by importing gfla_tf.ops (which imports _custom)."""
+    import ast
+    import inspect
+
+    from tensorflow.python.framework import ops as tf_ops
+
+    tree = ast.parse(inspect.getsource(_loader))
+    modules = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
+    assert not [m for m in modules if m and m.startswith("gfla_tf")], modules
+    for op_name in ("GflaLocalAttention", "GflaBlockExtract"):
+        assert tf_ops.gradient_registry.lookup(op_name) is not None
+
+
+def _assert_ops(fn, *specs):
+    graph = tf.function(fn).get_concrete_function(*specs).graph
+    # tf.debugging.Assert puts its Assert op in a branch of a conditional.
+    return [op for op in graph.get_operations() if op.type in ("Assert", "If", "StatelessIf")]
+
+
+@pytest.mark.parametrize("impl", IMPLS_UNDER_TEST)
+def test_run_time_checks_only_where_static_shapes_leave_them_open(impl):
+    def call(s, f, a):
+        return ops.local_attention(s, f, a, 3, impl=impl)
+
+    static = [tf.TensorSpec(x) for x in ([2, 5, 5, 3], [2, 4, 4, 2], [2, 4, 4, 9])]
+    assert _assert_ops(call, *static) == []
+    # A Keras model's unknown batch: only the batch equalities are checked at run time.
+    dynamic = [tf.TensorSpec([None] + s.shape.as_list()[1:]) for s in static]
+    assert len(_assert_ops(call, *dynamic)) == 2

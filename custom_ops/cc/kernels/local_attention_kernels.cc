@@ -87,7 +87,7 @@ int NumThreads(OpKernelContext* ctx) {
 // Shard cost of one unit: the product of `factors`, saturated so that absurd sizes cannot
 // overflow the cost arithmetic (real workloads stay far below the cap).
 int64_t CostPerUnit(std::initializer_list<int64_t> factors) {
-  constexpr int64_t kMaxCost = int64_t{1} << 30;
+  constexpr int64_t kMaxCost = int64_t{1} << 40;
   int64_t cost = 1;
   for (const int64_t f : factors) {
     cost = ::tensorflow::MultiplyWithoutOverflow(cost, f);

@@ -29,6 +29,7 @@ IMPLS = ("auto", "custom", "reference")
 MAX_KERNEL_SIZE = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 SOURCE_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+ShapeLike = tf.TensorShape | Sequence[int | None]
 
 _SOURCE_RANK = "source must have rank 4 [batch, height, width, channels]"
 _FLOW_RANK = "flow must have rank 4 [batch, height, width, 2]"
@@ -38,6 +39,12 @@ _EMPTY_SOURCE = "source must have height and width >= 1 when flow has positions 
 
 def check_impl(impl: str) -> str:
     """Returns ``impl`` if it is one of ``IMPLS``.
+
+    Args:
+      impl: the requested implementation.
+
+    Returns:
+      ``impl``.
 
     Raises:
       ValueError: otherwise.
@@ -49,6 +56,12 @@ def check_impl(impl: str) -> str:
 
 def check_kernel_size(kernel_size: int) -> int:
     """Returns ``kernel_size`` if it is an integer in [1, MAX_KERNEL_SIZE].
+
+    Args:
+      kernel_size: k, the side of the sampled block.
+
+    Returns:
+      ``kernel_size``.
 
     Raises:
       ValueError: otherwise (booleans and floats included).
@@ -82,10 +95,10 @@ def check_element_count(what: str, dims: Sequence[int]) -> None:
 
 
 def check_shapes(
-    source_shape,
-    flow_shape,
+    source_shape: ShapeLike,
+    flow_shape: ShapeLike,
     kernel_size: int,
-    attention_shape=None,
+    attention_shape: ShapeLike | None = None,
     op: str = "block_extract",
 ) -> None:
     """Checks what the static shapes decide; unknown dimensions pass.
@@ -214,10 +227,10 @@ def _runtime_checks(source, flow, kernel_size, attention):
 
 
 def validate(
-    source,
-    flow,
+    source: tf.types.experimental.TensorLike,
+    flow: tf.types.experimental.TensorLike,
     kernel_size: int,
-    attention=None,
+    attention: tf.types.experimental.TensorLike | None = None,
     op: str = "block_extract",
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
     """Converts and checks the arguments of ``block_extract`` / ``local_attention``.

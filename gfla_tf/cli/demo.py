@@ -15,13 +15,10 @@ network only on purpose. The API is described in docs/demo.md.
 
 import argparse
 import logging
-import os
 import socket
 import sys
 
 logger = logging.getLogger(__name__)
-
-QUICKSTART_DIR = os.path.join("runs", "quickstart")
 
 
 def _parser(prog):
@@ -31,7 +28,7 @@ def _parser(prog):
     parser.add_argument(
         "--model",
         help=".keras, SavedModel (or TF Serving base) dir or .tflite "
-        f"(default: the newest export of 'gfla quickstart' in {QUICKSTART_DIR})",
+        "(default: the newest export of 'gfla quickstart' in runs/quickstart)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
@@ -62,23 +59,21 @@ def main(argv):
     if not 0 <= args.port <= 65535:
         print(f"{prog}: --port must be 0-65535, got {args.port}", file=sys.stderr)
         return 2
-    from gfla_tf.demo import service
-
-    model_path = args.model or service.default_model_path(QUICKSTART_DIR)
-    if model_path is None:
-        print(
-            f"{prog}: no model: pass --model PATH (.keras, SavedModel or .tflite), or run "
-            f"'gfla quickstart' first (its export in {QUICKSTART_DIR} is the default)",
-            file=sys.stderr,
-        )
-        return 1
     try:
         import uvicorn
 
-        from gfla_tf.demo import app, gallery
+        from gfla_tf.demo import app, gallery, service
     except ImportError as err:
         print(
             f"{prog}: {err}; install the requirements (pip install -r requirements.txt)",
+            file=sys.stderr,
+        )
+        return 1
+    model_path = args.model or service.default_model_path()
+    if model_path is None:
+        print(
+            f"{prog}: no model: pass --model PATH (.keras, SavedModel or .tflite), or run "
+            f"'gfla quickstart' first (its export in {service.QUICKSTART_DIR} is the default)",
             file=sys.stderr,
         )
         return 1

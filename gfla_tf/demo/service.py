@@ -37,6 +37,7 @@ import numpy as np
 
 _log = logging.getLogger(__name__)
 
+QUICKSTART_DIR = os.path.join("runs", "quickstart")
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_IMAGE_BYTES = 12 * 1024 * 1024
 MAX_IMAGE_SIDE = 4096
@@ -76,7 +77,7 @@ class RequestError(ValueError):
         return {"error": str(self), "field": self.field, "problem": self.problem, **self.extra}
 
 
-def default_model_path(workdir=os.path.join("runs", "quickstart")):
+def default_model_path(workdir=QUICKSTART_DIR):
     """The newest model ``gfla quickstart`` left in ``workdir``, or None.
 
     That is the export folder (``workdir/export``, TF Serving layout: the predictor takes

@@ -105,13 +105,15 @@
       this.onEdit(this);
     }
 
+    // The first missing joint after ``after`` (cyclically); ``after`` itself (or 0) when
+    // none is missing.
     nextMissing(after) {
       const n = this.points.length;
       for (let k = 1; k <= n; k++) {
         const i = (after + k) % n;
         if (!this.points[i]) return i;
       }
-      return after;
+      return Math.max(after, 0);
     }
 
     bind() {

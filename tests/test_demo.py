@@ -384,10 +384,16 @@ def test_page_and_static_files(setup):
         assert client.get(path).status_code == 404
 
 
-def test_gallery_from_synthetic_dataset(tmp_path, setup):
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
     from gfla_tf.data import synthetic
 
-    root = synthetic.generate_dataset(str(tmp_path / "synth"), 2, num_test_pairs=2, size=32)
+    root = tmp_path_factory.mktemp("synth") / "data"
+    return synthetic.generate_dataset(str(root), 2, num_test_pairs=2, size=32)
+
+
+def test_gallery_from_synthetic_dataset(synth_root, setup):
+    root = synth_root
     gallery = demo.load_gallery(root, max_poses=3, max_samples=2)
     assert 0 < len(gallery.poses) <= 3
     assert len(gallery.samples) == 2
@@ -421,7 +427,7 @@ def test_gallery_errors(tmp_path):
         demo.load_gallery(str(tmp_path))
 
 
-def test_default_model_path(tmp_path, setup):
+def test_default_model_path(tmp_path):
     workdir = str(tmp_path / "quickstart")
     assert demo.default_model_path(workdir) is None
     os.makedirs(os.path.join(workdir, "stage2"))
@@ -432,9 +438,10 @@ def test_default_model_path(tmp_path, setup):
     # A version folder without a SavedModel (an export in progress) is not taken.
     os.makedirs(os.path.join(workdir, "export", "1"))
     assert demo.default_model_path(workdir) == keras_file
-    from gfla_tf.export import export_saved_model, load_generator
-
-    export_saved_model(load_generator(setup["model"]), os.path.join(workdir, "export"), 2)
+    # A complete version (a saved_model.pb is what TensorFlow looks for) is.
+    os.makedirs(os.path.join(workdir, "export", "2"))
+    with open(os.path.join(workdir, "export", "2", "saved_model.pb"), "wb") as f:
+        f.write(b"")
     assert demo.default_model_path(workdir) == os.path.join(workdir, "export")
 
 
@@ -455,3 +462,25 @@ def test_cli_errors(tmp_path, monkeypatch, capsys, setup):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"gfla demo: cannot listen on 127.0.0.1:{port}"), err
     assert demo_cli._parser("gfla demo").parse_args([]).host == "127.0.0.1"
+
+
+def test_cli_quickstart_defaults(tmp_path, monkeypatch, capsys, setup, synth_root):
+    """Without --model: the quickstart's model, and its synthetic people as the gallery."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    os.makedirs(os.path.join("runs", "quickstart", "stage2"))
+    shutil.copy(setup["model"], os.path.join("runs", "quickstart", "stage2", "generator.keras"))
+    shutil.copytree(synth_root, os.path.join("runs", "quickstart", "data"))
+    served = {}
+
+    def run(server, sockets):
+        served["app"], served["address"] = server.config.app, sockets[0].getsockname()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    assert demo_cli.main(["gfla demo", "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"model: {os.path.join('runs', 'quickstart', 'stage2', 'generator.keras')}" in out
+    assert f"poses: {os.path.join('runs', 'quickstart', 'data')} (" in out
+    assert served["address"][0] == "127.0.0.1"
+    assert f"serving on http://127.0.0.1:{served['address'][1]}/" in out

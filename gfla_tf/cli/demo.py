@@ -7,14 +7,16 @@ Examples::
 
 ``--model`` takes what ``gfla generate`` takes (a ``.keras`` file, a SavedModel or TF
 Serving base folder, a ``.tflite`` file); without it, the newest export of ``gfla
-quickstart`` in ``runs/quickstart``. ``--poses`` adds a gallery of target poses (and
-sample photos) from an annotation CSV or a dataset root. The server listens on
+quickstart`` in ``runs/quickstart``, with the quickstart's synthetic people
+(``runs/quickstart/data``) as sample photos and target poses. ``--poses`` adds such a
+gallery from an annotation CSV or a dataset root. The server listens on
 127.0.0.1 unless ``--host`` says otherwise; it has no authentication, so expose it to a
 network only on purpose. The API is described in docs/demo.md.
 """
 
 import argparse
 import logging
+import os
 import socket
 import sys
 
@@ -83,6 +85,14 @@ def main(argv):
     except (FileNotFoundError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 1
+    if poses is None and args.model is None:
+        # The quickstart's model goes with its synthetic people: offer them as samples.
+        data = os.path.join(service.QUICKSTART_DIR, "data")
+        if os.path.isdir(data):
+            try:
+                demo.gallery = gallery.load_gallery(data)
+            except (FileNotFoundError, ValueError) as err:
+                logger.warning("no gallery from %s: %s", data, err)
     try:
         sock = _bind(args.host, args.port)
     except OSError as err:
@@ -94,6 +104,11 @@ def main(argv):
     shown = f"[{host}]" if ":" in host else host
     height, width = demo.predictor.image_size
     print(f"model: {model_path} ({demo.model_format}, {height}x{width})")
+    if demo.gallery is not None:
+        print(
+            f"poses: {demo.gallery.source} ({len(demo.gallery.poses)} target poses, "
+            f"{len(demo.gallery.samples)} sample photos)"
+        )
     print(f"serving on http://{shown}:{port}/ (Ctrl+C to stop)", flush=True)
     config = uvicorn.Config(
         app.create_app(demo), log_level="warning", access_log=False, lifespan="off"

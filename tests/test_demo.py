@@ -484,3 +484,27 @@ def test_cli_quickstart_defaults(tmp_path, monkeypatch, capsys, setup, synth_roo
     assert f"poses: {os.path.join('runs', 'quickstart', 'data')} (" in out
     assert served["address"][0] == "127.0.0.1"
     assert f"serving on http://127.0.0.1:{served['address'][1]}/" in out
+
+
+@pytest.mark.slow
+def test_tflite_model_serialised(setup, tmp_path):
+    """A TFLite interpreter is not thread-safe: 8 threads at once still get their results."""
+    pytest.importorskip("ai_edge_litert")
+    from gfla_tf.export import export_saved_model, export_tflite, load_generator
+
+    saved = export_saved_model(load_generator(setup["model"]), str(tmp_path / "saved"))
+    predictor = load_predictor(export_tflite(saved, str(tmp_path / "gfla.tflite")))
+    service = demo.DemoService(predictor)
+    assert service.info()["model"]["format"] == "tflite"
+    requests = [_request(seed=30 + i) for i in range(8)]
+    expected = [generate(predictor, *r)["image"] for r in requests]
+    barrier = threading.Barrier(8)
+
+    def send(request):
+        barrier.wait()
+        return service.generate(_payload(*request))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, requests))
+    for result, want in zip(results, expected):
+        np.testing.assert_array_equal(_decode_png(result["image"]), want)

@@ -102,7 +102,7 @@ def _split_of(csv_path):
     return "test" if "test" in os.path.basename(csv_path).lower() else "train"
 
 
-def load_gallery(path, max_poses=24, max_samples=6):
+def load_gallery(path, max_poses=12, max_samples=6):
     """Reads the poses and sample photos that ``--poses PATH`` names.
 
     Args:

@@ -508,3 +508,9 @@ def test_tflite_model_serialised(setup, tmp_path):
         results = list(pool.map(send, requests))
     for result, want in zip(results, expected):
         np.testing.assert_array_equal(_decode_png(result["image"]), want)
+
+
+def test_panel_size():
+    assert demo.service._panel_size((48, 40)) == (48, 40)
+    assert demo.service._panel_size((1024, 768)) == (256, 192)
+    assert demo.service._panel_size((3, 4000)) == (1, 256)

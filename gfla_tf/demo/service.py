@@ -45,8 +45,12 @@ MAX_IMAGE_PIXELS = 16 * 1024 * 1024
 MAX_POSE_FILE_BYTES = 16 * 1024 * 1024
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 # Flow and mask panels are drawn at the photo's size, capped to this long side: they are
-# for looking at, and a 4096-pixel PNG per scale would only slow the response down.
-PANEL_MAX_SIDE = 512
+# for looking at (the page shows them 120 pixels wide). PNG encoding is most of the
+# server's own time for large photos; this cap (was 512) and zlib level 3 (Pillow's
+# default is 6; files about 10% larger, sent over loopback) took a 512x384 request to the
+# quickstart model from 596 to 188 ms (benchmarks/RESULTS.md, Demo).
+PANEL_MAX_SIDE = 256
+PNG_COMPRESS_LEVEL = 3
 # Row names listed back when a multi-row annotation CSV needs a choice.
 MAX_LISTED_NAMES = 5000
 GENERATE_FIELDS = ("image", "source_keypoints", "target_keypoints")
@@ -113,7 +117,9 @@ def _encode_png(array):
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format="PNG")
+    Image.fromarray(np.asarray(array, np.uint8)).save(
+        buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL
+    )
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

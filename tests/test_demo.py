@@ -335,6 +335,7 @@ def test_pose_files_every_format(setup, tmp_path):
     assert response.status_code == 200
     assert response.json()["name"] == "b.jpg"
     assert response.json()["rows"] == 2
+    assert response.json()["names"] == ["a.jpg", "b.jpg"]
     np.testing.assert_allclose(response.json()["keypoints"], points[::-1].tolist())
     for name in (None, "photo.jpg"):
         response = _post_pose(setup, csv_path.read_bytes(), name=name)

@@ -67,18 +67,16 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(files):
+def server(files, tmp_path_factory):
+    from gfla_tf.data import synthetic
+
+    # A gallery: the synthetic dataset at the model's size (sample photos and poses).
+    poses = synthetic.generate_dataset(
+        str(tmp_path_factory.mktemp("demo_poses") / "data"), 2, num_test_pairs=2, size=32
+    )
+    command = ["demo", "--model", files["model"], "--port", "0", "--poses", poses]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gfla_tf.cli.main",
-            "demo",
-            "--model",
-            files["model"],
-            "--port",
-            "0",
-        ],
+        [sys.executable, "-m", "gfla_tf.cli.main", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -128,9 +126,12 @@ def _result_pixels(page):
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
 
 
-def _generate(page, count):
+def _generate(page):
+    done = int(page.locator("#result").get_attribute("data-generation") or 0)
     page.get_by_role("button", name="Generate", exact=True).click()
-    page.wait_for_selector(f"img[alt='Generated image'][data-generation='{count}']", timeout=60000)
+    page.wait_for_selector(
+        f"img[alt='Generated image'][data-generation='{done + 1}']", timeout=60000
+    )
 
 
 def _target_joint(page):
@@ -141,10 +142,11 @@ def _target_joint(page):
 
 def test_edit_and_generate(page, files):
     page.get_by_label("Source photo", exact=True).set_input_files(files["photo"])
+    sync_api.expect(page.get_by_role("status")).to_have_text("Photo person.png: 32x32 pixels.")
     page.get_by_label("Source pose", exact=True).set_input_files(files["pose"])
     sync_api.expect(page.get_by_role("status")).to_have_text(re.compile("^Pose read from"))
 
-    _generate(page, 1)
+    _generate(page)
     result = page.get_by_alt_text("Generated image", exact=True)
     assert result.is_visible()
     size = page.evaluate(
@@ -178,12 +180,45 @@ def test_edit_and_generate(page, files):
     assert page.get_by_label("Source joint x").input_value() == "6.0"
     assert page.get_by_label("Source joint y").input_value() == "6.0"
 
-    _generate(page, 2)
+    _generate(page)
     second = _result_pixels(page)
     assert second.shape == MODEL_SIZE + (3,)
     assert np.abs(second.astype(int) - first).max() > 0, "moving a joint changed nothing"
 
     # Reset brings back the source pose: the first result again.
     page.get_by_role("button", name="Reset to the source pose").click()
-    _generate(page, 3)
+    _generate(page)
     np.testing.assert_array_equal(_result_pixels(page), first)
+
+
+def _joint(page, editor, index):
+    page.get_by_label(f"{editor} joint", exact=True).select_option(str(index))
+    x = page.get_by_label(f"{editor} joint x").input_value()
+    y = page.get_by_label(f"{editor} joint y").input_value()
+    return (float(x), float(y)) if x else None
+
+
+def test_gallery_mirror_and_missing(page):
+    # A sample photo brings its pose; the target follows it.
+    page.get_by_role("button", name=re.compile("^Sample photo ")).first.click()
+    sync_api.expect(page.get_by_role("status")).to_have_text(re.compile("^Photo "))
+    neck = _joint(page, "Source", 1)
+    assert neck is not None
+    assert _joint(page, "Target", 1) == neck
+    # A gallery pose replaces the target only.
+    page.get_by_role("button", name=re.compile("^Target pose ")).nth(1).click()
+    assert _joint(page, "Source", 1) == neck
+    right, left = _joint(page, "Target", 2), _joint(page, "Target", 5)
+    assert right is not None and left is not None
+    # Mirror: left and right swap sides, x flips in the 32-pixel frame.
+    page.get_by_role("button", name="Mirror left/right").click()
+    assert _joint(page, "Target", 2) == pytest.approx((31 - left[0], left[1]), abs=0.06)
+    assert _joint(page, "Target", 5) == pytest.approx((31 - right[0], right[1]), abs=0.06)
+    # Marking a joint missing.
+    page.get_by_label("Target joint", exact=True).select_option("4")
+    page.get_by_label("Target joint missing").check()
+    assert _joint(page, "Target", 4) is None
+    option = page.get_by_label("Target joint", exact=True).locator("option").nth(4)
+    assert option.text_content() == "4 Rwri (missing)"
+    _generate(page)
+    assert page.get_by_alt_text("Generated image", exact=True).is_visible()

@@ -413,7 +413,8 @@ class DemoService:
           name: the row of a multi-row annotation CSV (a dictionary key only).
 
         Returns:
-          ``{"keypoints": [[x, y] x 18], "name": row name or None, "rows": row count}``.
+          ``{"keypoints": [[x, y] x 18], "name": row name or None, "rows": row count,
+          "names": the CSV's row names (sorted; empty for JSON)}``.
 
         Raises:
           RequestError: (field "file") if it cannot be read as keypoints, or (field
@@ -443,7 +444,7 @@ class DemoService:
                         raise RequestError("file", "the annotation CSV has no rows")
                     if name in rows or len(rows) == 1:
                         name = name if name in rows else next(iter(rows))
-                        points, count = rows[name], len(rows)
+                        points, names = rows[name], sorted(rows)[:MAX_LISTED_NAMES]
                     else:
                         problem = (
                             f"the annotation CSV has {len(rows)} rows and none is named {name!r}"
@@ -456,9 +457,14 @@ class DemoService:
                             names=sorted(rows)[:MAX_LISTED_NAMES],
                         )
                 else:
-                    points, name, count = kp.read_keypoints(path), None, 1
+                    points, name, names = kp.read_keypoints(path), None, []
             except kp.KeypointFormatError as err:
                 # The temporary path means nothing to the user.
                 message = str(err).replace(path, "pose file")
                 raise RequestError("file", message) from None
-        return {"keypoints": np.asarray(points, float).tolist(), "name": name, "rows": count}
+        return {
+            "keypoints": np.asarray(points, float).tolist(),
+            "name": name,
+            "rows": max(1, len(names)),
+            "names": names,
+        }

@@ -342,7 +342,7 @@
       img = await loadImage(URL.createObjectURL(send));
       setStatus(`${name} was scaled to ${canvas.width}x${canvas.height} to be sent.`);
     } else {
-      setStatus("");
+      setStatus(`Photo ${name}: ${img.naturalWidth}x${img.naturalHeight} pixels.`);
     }
     const previous = state.photo;
     state.photo = { img, blob: send, name, width: img.naturalWidth, height: img.naturalHeight };
@@ -383,7 +383,9 @@
     }
     document.querySelectorAll(".pose-row").forEach((el) => (el.hidden = body.rows <= 1));
     if (body.rows > 1) {
-      rowSelect.replaceChildren(new Option(body.name, body.name));
+      // The other rows stay a choice away.
+      rowSelect.replaceChildren(...body.names.map((n) => new Option(n, n)));
+      rowSelect.value = body.name;
     }
     source.setPoints(body.keypoints);
     source.selected = source.nextMissing(-1);
@@ -392,13 +394,17 @@
   }
 
   function bindFiles() {
-    $("source-photo").addEventListener("change", (event) => {
+    // The inputs are cleared once read, so that choosing the same file again (after
+    // another photo, say) is a change too; the status line names what was read.
+    $("source-photo").addEventListener("change", async (event) => {
       const file = event.target.files[0];
-      if (file) loadPhoto(file, file.name);
+      if (file) await loadPhoto(file, file.name);
+      event.target.value = "";
     });
-    $("source-pose").addEventListener("change", (event) => {
+    $("source-pose").addEventListener("change", async (event) => {
       const file = event.target.files[0];
-      if (file) loadPoseFile(file, file.name);
+      if (file) await loadPoseFile(file, file.name);
+      event.target.value = "";
     });
     $("pose-row").addEventListener("change", (event) => {
       if (state.poseFile && event.target.value) {

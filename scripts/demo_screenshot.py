@@ -17,6 +17,8 @@ import shutil
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
+from gfla_tf.io import atomic_path
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +45,8 @@ def main():
     image = Image.open(io.BytesIO(png)).convert("RGB")
     if args.palette:
         image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    image.save(args.out, optimize=True)
+    with atomic_path(args.out) as tmp:
+        image.save(tmp, format="PNG", optimize=True)
     print(args.out)
 
 

@@ -521,3 +521,29 @@ def test_panel_size():
     assert demo.service._panel_size((48, 40)) == (48, 40)
     assert demo.service._panel_size((1024, 768)) == (256, 192)
     assert demo.service._panel_size((3, 4000)) == (1, 256)
+
+
+def test_single_pose_file_gallery(tmp_path):
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps([[5.0 + i, 10.0] for i in range(18)]))
+    gallery = demo.load_gallery(str(path))
+    assert gallery.samples == []
+    assert gallery.poses[0]["name"] == "target.json"
+    assert gallery.poses[0]["frame"] is None  # in the photo's own pixels
+    assert gallery.poses[0]["keypoints"][3] == [8.0, 10.0]
+
+
+def test_loopback_server_answers_loopback_names_only(setup):
+    from gfla_tf.demo.app import LOOPBACK_HOSTS
+
+    service = demo.DemoService(setup["predictor"], setup["model"])
+    server = _Server(demo.create_app(service, allowed_hosts=LOOPBACK_HOSTS))
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert client.get("/api/v1/info").status_code == 200
+            port = client.base_url.port
+            assert client.get("/", headers={"Host": f"localhost:{port}"}).status_code == 200
+            rebound = client.get("/api/v1/info", headers={"Host": f"evil.example:{port}"})
+            assert rebound.status_code == 400
+    finally:
+        server.close()

@@ -54,7 +54,7 @@ def _bind(host, port):
     return sock
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     """Runs ``gfla demo``; returns the exit status."""
     args = _parser(argv[0]).parse_args(argv[1:])
     prog = argv[0]
@@ -110,8 +110,14 @@ def main(argv):
             f"{len(demo.gallery.samples)} sample photos)"
         )
     print(f"serving on http://{shown}:{port}/ (Ctrl+C to stop)", flush=True)
+    # On a loopback address only the loopback names are answered (DNS rebinding).
+    loopback = host in ("127.0.0.1", "::1") or host.startswith("127.")
+    allowed = app.LOOPBACK_HOSTS if loopback else None
     config = uvicorn.Config(
-        app.create_app(demo), log_level="warning", access_log=False, lifespan="off"
+        app.create_app(demo, allowed_hosts=allowed),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -19,6 +19,8 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,6 +30,8 @@ from gfla_tf.demo.service import RequestError
 
 _log = logging.getLogger(__name__)
 
+# Host names of the loopback address (the port is not part of the check).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/demo.css": ("demo.css", "text/css; charset=utf-8"),
@@ -44,7 +48,7 @@ def _error(err):
     return JSONResponse(err.to_json(), status_code=400)
 
 
-async def read_body(request, limit):
+async def read_body(request: Request, limit: int) -> bytes:
     """Reads a request body of at most ``limit`` bytes.
 
     The declared ``Content-Length`` is checked before anything is read, and a body sent
@@ -70,11 +74,14 @@ async def read_body(request, limit):
     return b"".join(chunks)
 
 
-def create_app(demo_service):
+def create_app(demo_service, allowed_hosts=None) -> Starlette:
     """Builds the Starlette application around a ``DemoService``.
 
     Args:
       demo_service: the loaded model (``gfla_tf.demo.DemoService``).
+      allowed_hosts: ``Host`` header values to answer (e.g. ``LOOPBACK_HOSTS``); None
+        answers any. A server on the loopback address should list its names, so that a
+        web page whose domain was re-pointed at 127.0.0.1 (DNS rebinding) cannot read it.
 
     Returns:
       An ASGI application.
@@ -144,4 +151,9 @@ def create_app(demo_service):
         Route("/api/v1/gallery", gallery, methods=["GET"]),
         Route("/api/v1/samples/{index:int}", sample, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={Exception: server_error})
+    middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers={Exception: server_error}
+    )

@@ -10,6 +10,8 @@ Everything is read once at start-up; photos are kept in memory and served by ind
 no request ever names a file.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import logging
 import os
@@ -37,7 +39,7 @@ class Gallery:
     poses: list
     samples: list
 
-    def to_json(self):
+    def to_json(self) -> dict:
         """The ``GET /api/v1/gallery`` document (sample photos by index, without bytes)."""
         samples = [
             {k: v for k, v in sample.items() if k != "data"} | {"index": i}
@@ -102,7 +104,7 @@ def _split_of(csv_path):
     return "test" if "test" in os.path.basename(csv_path).lower() else "train"
 
 
-def load_gallery(path, max_poses=12, max_samples=6):
+def load_gallery(path: str, max_poses: int = 12, max_samples: int = 6) -> Gallery:
     """Reads the poses and sample photos that ``--poses PATH`` names.
 
     Args:

@@ -22,6 +22,8 @@ resized to the model's size with the keypoints scaled with it, and the result re
 back to the photo's size; flows and masks are drawn with the same panel functions.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import io
@@ -70,18 +72,18 @@ class RequestError(ValueError):
       extra: more JSON-serialisable details for the response (e.g. ``names``).
     """
 
-    def __init__(self, field, problem, **extra):
+    def __init__(self, field: str, problem: str, **extra):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
         self.extra = extra
 
-    def to_json(self):
+    def to_json(self) -> dict:
         """The HTTP 400 body: ``{"error": "...", "field": ..., "problem": ...}``."""
         return {"error": str(self), "field": self.field, "problem": self.problem, **self.extra}
 
 
-def default_model_path(workdir=QUICKSTART_DIR):
+def default_model_path(workdir: str = QUICKSTART_DIR) -> str | None:
     """The newest model ``gfla quickstart`` left in ``workdir``, or None.
 
     That is the export folder (``workdir/export``, TF Serving layout: the predictor takes
@@ -123,7 +125,7 @@ def _encode_png(array):
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_image(value, field="image"):
+def decode_image(value: object, field: str = "image") -> np.ndarray:
     """Decodes a base64 PNG/JPEG/WebP (optionally a ``data:`` URL) to uint8 [H, W, 3].
 
     The size limits are checked before base64 decoding and before the pixels are
@@ -182,7 +184,7 @@ def decode_image(value, field="image"):
     return rgb
 
 
-def parse_keypoints(value, field, count=18):
+def parse_keypoints(value: object, field: str, count: int = 18) -> np.ndarray:
     """Checks one pose: ``count`` [x, y] pairs of finite numbers (negative = missing).
 
     Args:
@@ -216,7 +218,7 @@ def parse_keypoints(value, field, count=18):
     return points.astype(np.float32)
 
 
-def parse_json_body(body):
+def parse_json_body(body: bytes) -> dict:
     """Parses a request body as a JSON object.
 
     Raises:
@@ -257,25 +259,25 @@ class DemoService:
       gallery: an optional ``gfla_tf.demo.Gallery``.
     """
 
-    def __init__(self, predictor, model_path=None, gallery=None):
+    def __init__(self, predictor, model_path: str | None = None, gallery=None):
         self.predictor = predictor
         self.model_path = os.fspath(model_path) if model_path else predictor.path
         self.gallery = gallery
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_path, gallery=None):
+    def load(cls, model_path: str, gallery=None) -> DemoService:
         """Loads the model at ``model_path`` (anything ``gfla generate --model`` takes)."""
         from gfla_tf.export import load_predictor
 
         return cls(load_predictor(model_path), model_path, gallery)
 
     @property
-    def model_format(self):
+    def model_format(self) -> str:
         """ "keras", "saved_model" or "tflite"."""
         return _FORMATS.get(type(self.predictor).__name__, type(self.predictor).__name__)
 
-    def info(self):
+    def info(self) -> dict:
         """The ``GET /api/v1/info`` document."""
         import gfla_tf
         from gfla_tf.data import keypoints as kp
@@ -319,13 +321,13 @@ class DemoService:
             },
         }
 
-    def warm_up(self):
+    def warm_up(self) -> None:
         """Runs one request so that tracing is not paid by the first user."""
         height, width = self.predictor.image_size
         keypoints = np.full((self.predictor.num_keypoints, 2), -1.0, np.float32)
         self.run(np.zeros((height, width, 3), np.uint8), keypoints, keypoints)
 
-    def parse_generate(self, payload):
+    def parse_generate(self, payload: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validates a ``/api/v1/generate`` payload.
 
         Args:
@@ -349,7 +351,7 @@ class DemoService:
         photo = decode_image(payload["image"], "image")
         return photo, source, target
 
-    def run(self, photo, source_keypoints, target_keypoints):
+    def run(self, photo, source_keypoints, target_keypoints) -> tuple[dict, float]:
         """Runs the model on one photo, serialised; ``gfla generate``'s resize path.
 
         Returns:
@@ -363,7 +365,7 @@ class DemoService:
             ms = 1000.0 * (time.perf_counter() - start)
         return result, ms
 
-    def encode(self, result, ms):
+    def encode(self, result: dict, ms: float) -> dict:
         """The ``/api/v1/generate`` response for a ``run`` result."""
         from gfla_tf.cli.generate import flow_panels, mask_panels
         from gfla_tf.data.visualize import flow_legend
@@ -400,12 +402,12 @@ class DemoService:
             "ms": ms,
         }
 
-    def generate(self, payload):
+    def generate(self, payload: dict) -> dict:
         """Validates, runs and encodes one ``/api/v1/generate`` request (blocking)."""
         photo, source, target = self.parse_generate(payload)
         return self.encode(*self.run(photo, source, target))
 
-    def read_pose_file(self, data, name=None):
+    def read_pose_file(self, data: bytes, name: str | None = None) -> dict:
         """Reads the keypoints of an uploaded pose file (any ``read_keypoints`` format).
 
         Args:

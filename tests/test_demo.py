@@ -493,18 +493,31 @@ def test_cli_quickstart_defaults(tmp_path, monkeypatch, capsys, setup, synth_roo
     assert f"serving on http://127.0.0.1:{served['address'][1]}/" in out
 
 
-@pytest.mark.slow
-def test_tflite_model_serialised(setup, tmp_path):
-    """A TFLite interpreter is not thread-safe: 8 threads at once still get their results."""
-    pytest.importorskip("ai_edge_litert")
-    from gfla_tf.export import export_saved_model, export_tflite, load_generator
+def test_inference_is_serialised(setup):
+    """Requests never run the model at the same time (a TFLite interpreter is not
+    thread-safe): a predictor that notices overlapping calls is never overlapped."""
+    predictor = setup["predictor"]
+    state = {"inside": 0, "overlaps": 0, "calls": 0}
+    guard = threading.Lock()
 
-    saved = export_saved_model(load_generator(setup["model"]), str(tmp_path / "saved"))
-    predictor = load_predictor(export_tflite(saved, str(tmp_path / "gfla.tflite")))
-    service = demo.DemoService(predictor)
-    assert service.info()["model"]["format"] == "tflite"
+    class Watching(type(predictor)):
+        def __init__(self):  # shares the loaded model
+            self.__dict__.update(predictor.__dict__)
+
+        def _run(self, *inputs):
+            with guard:
+                state["inside"] += 1
+                state["overlaps"] += state["inside"] > 1
+                state["calls"] += 1
+            time.sleep(0.05)  # widen the window an unserialised server would hit
+            try:
+                return super()._run(*inputs)
+            finally:
+                with guard:
+                    state["inside"] -= 1
+
+    service = demo.DemoService(Watching(), setup["model"])
     requests = [_request(seed=30 + i) for i in range(8)]
-    expected = [generate(predictor, *r)["image"] for r in requests]
     barrier = threading.Barrier(8)
 
     def send(request):
@@ -513,7 +526,9 @@ def test_tflite_model_serialised(setup, tmp_path):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(send, requests))
-    for result, want in zip(results, expected):
+    assert state["calls"] == 8 and state["overlaps"] == 0, state
+    for result, request in zip(results, requests):
+        want = generate(predictor, *request)["image"]
         np.testing.assert_array_equal(_decode_png(result["image"]), want)
 
 

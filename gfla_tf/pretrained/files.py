@@ -45,7 +45,9 @@ def find_weights(env_var, file_names, how_to):
     named = os.environ.get(env_var)
     if named:
         if not os.path.isfile(named):
-            raise WeightsUnavailableError(f"${env_var} names {named!r}, which does not exist. {how_to}")
+            raise WeightsUnavailableError(
+                f"${env_var} names {named!r}, which does not exist. {how_to}"
+            )
         return named
     places = [
         os.path.join(directory, name)

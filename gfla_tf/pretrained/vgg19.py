@@ -29,7 +29,7 @@ ENV_VAR = "GFLA_VGG19_WEIGHTS"
 FILE_NAMES = ("vgg19-dcbb9e9d.pth", "vgg19.pth")
 HOW_TO = (
     "The GFLA losses use torchvision's ImageNet VGG19. Save its state dict once where "
-    "PyTorch is installed: python -c \"import torch, torchvision; torch.save("
+    'PyTorch is installed: python -c "import torch, torchvision; torch.save('
     "torchvision.models.vgg19(weights='IMAGENET1K_V1').state_dict(), 'vgg19.pth')\" and set "
     f"config.loss.vgg_weights to that path (or put it in ${ENV_VAR}, or copy it to "
     "~/.keras/gfla/vgg19.pth); PyTorch is not needed to read it. See docs/evaluation.md."

@@ -64,6 +64,7 @@ setup(
         "pillow",
         "absl-py",
         "ml-collections",
+        "scikit-image",
     ],
     extras_require={
         "convert": ["torch"],

@@ -38,7 +38,7 @@ def workspace(tmp_path_factory):
 def tiny_inception_module():
     """Replaces InceptionV3 with a small random network (the FID plumbing is what is tested)."""
 
-    def build(weights="imagenet", input_size=299):
+    def build(weights="default", input_size=299, protocol="gfla"):
         keras.utils.set_random_seed(1)
         inputs = keras.Input((input_size, input_size, 3))
         x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
@@ -69,8 +69,15 @@ def test_evaluate_writes_metrics_and_report(default_run):
     assert result["num_pairs"] == NUM_TEST_PAIRS
     assert {"ssim", "psnr", "lpips", "fid", "epe", "warp_ssim"} <= set(metrics)
     assert -1 <= metrics["ssim"] <= 1 and metrics["lpips"] >= 0 and np.isfinite(metrics["fid"])
-    assert set(metrics["epe"]) == {"1/8", "1/4"}
-    assert set(metrics["epe"]["1/4"]) == {"all", "visible"}
+    # Flow EPE like the quickstart's: full-resolution px per scale, zero flow beside it.
+    assert set(metrics["epe"]) == {"unit", "resolution", "1/8", "1/4", "zero_flow"}
+    assert metrics["epe"]["unit"] == "px" and metrics["epe"]["resolution"] == "32x32 (full)"
+    for scale in ("1/8", "1/4", "zero_flow"):
+        assert set(metrics["epe"][scale]) == {"all", "visible", "moving"}
+    assert "ssim_gaussian_dynamic" in metrics and "ssim_uniform51" not in metrics
+    assert -1 <= metrics["ssim_gaussian_dynamic"] <= 1
+    assert set(result["protocol"]["paper_ssim"]) == {"ssim_gaussian_dynamic"}
+    assert "keras.applications.InceptionV3" in result["protocol"]["fid_features"]
     assert {"1/8", "1/4", "ground_truth"} == set(metrics["warp_ssim"])
     protocol = result["protocol"]
     assert protocol["resolution"] == [32, 32] and protocol["num_pairs"] == NUM_TEST_PAIRS
@@ -96,6 +103,7 @@ def default_run(workspace, tiny_inception_module):
         "--metrics", "ssim,psnr,lpips,fid,epe",
         "--lpips-weights", workspace["lpips"],
         "--inception-weights", "random",
+        "--fid-protocol", "keras",
         "--fid-input-size", "16",
         "--batch-size", "4",
         "--num-examples", "2",

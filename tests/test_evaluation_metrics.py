@@ -226,7 +226,7 @@ def tiny_extractor(size=16, dim=8):
 
 
 def test_fid_of_identical_sets_is_zero_and_differs_otherwise():
-    fid = FID(feature_extractor=tiny_extractor(), input_size=16)
+    fid = FID(feature_extractor=tiny_extractor(), input_size=16, protocol="keras")
     rng = np.random.RandomState(3)
     real = [rng.uniform(-1, 1, (10, 20, 20, 3)).astype(np.float32) for _ in range(3)]
     fake = [np.clip(x * 0.3 + 0.5, -1, 1) for x in real]

@@ -180,3 +180,68 @@ def psnr(generated, target, max_val=2.0):
         raise ValueError(f"max_val must be a positive number, got {max_val!r}")
     mse = tf.reduce_mean(tf.square(generated - target), axis=[1, 2, 3])
     return 10.0 * (tf.math.log(float(max_val) ** 2 / mse) / tf.math.log(10.0))
+
+
+# The two SSIM variants of the GFLA authors' evaluation script, by scikit-image.
+PAPER_SSIM_VARIANTS = {
+    "ssim_uniform51": (
+        "skimage.metrics.structural_similarity on RGB [0, 1] images: 51-px uniform window, "
+        "data_range 1, sample covariance, K1 0.01, K2 0.03, mean over channels (GFLA "
+        "script/metrics.py)"
+    ),
+    "ssim_gaussian_dynamic": (
+        "skimage.metrics.structural_similarity on RGB [0, 255] images: Gaussian window "
+        "sigma 1.5 (11 px), use_sample_covariance=False, data_range = the generated image's "
+        "max - min (PG2/PATN/GFLA script/metrics.py)"
+    ),
+}
+
+
+def paper_ssim(generated, target, variant):
+    """Per-image SSIM of one of the authors' two variants, computed by scikit-image.
+
+    Args:
+      generated: [B, H, W, 3] uint8 images (as the authors read them from files).
+      target: [B, H, W, 3] uint8 images.
+      variant: "ssim_uniform51" or "ssim_gaussian_dynamic" (see PAPER_SSIM_VARIANTS).
+
+    Returns:
+      [B] float64 numpy array; NaN for "ssim_uniform51" on images smaller than 51 px.
+
+    Raises:
+      ValueError: unknown variant, shapes differ, or images are not uint8.
+      ImportError: scikit-image is not installed.
+    """
+    from skimage.metrics import structural_similarity
+
+    if variant not in PAPER_SSIM_VARIANTS:
+        raise ValueError(f"unknown SSIM variant {variant!r}; one of {tuple(PAPER_SSIM_VARIANTS)}")
+    generated = np.asarray(generated)
+    target = np.asarray(target)
+    if generated.dtype != np.uint8 or target.dtype != np.uint8:
+        raise ValueError("paper SSIM variants take uint8 images")
+    if generated.shape != target.shape or generated.ndim != 4:
+        raise ValueError(
+            f"images must be two [B, H, W, 3] arrays, got {generated.shape}, {target.shape}"
+        )
+    if variant == "ssim_uniform51" and min(generated.shape[1:3]) < 51:
+        return np.full(len(generated), np.nan)
+    values = []
+    for fake, real in zip(generated, target):
+        if variant == "ssim_uniform51":
+            value = structural_similarity(
+                fake / 255.0, real / 255.0, win_size=51, data_range=1.0, channel_axis=-1
+            )
+        else:
+            # The authors pass uint8 arrays: the range is an integer, 0 for a flat image.
+            value = structural_similarity(
+                real.astype(np.float64),
+                fake.astype(np.float64),
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                channel_axis=-1,
+                data_range=float(fake.max()) - float(fake.min()),
+            )
+        values.append(value)
+    return np.asarray(values, np.float64)

@@ -89,7 +89,9 @@ def test_evaluate_writes_metrics_and_report(default_run):
     page = (out / "report.html").read_text()
     assert "Best pairs by lpips" in page and "Worst pairs by lpips" in page
     images = sorted(os.listdir(out / "report"))
-    assert images == ["best_00.png", "best_01.png", "worst_00.png", "worst_01.png"]
+    strips = ["best_00.png", "best_01.png", "worst_00.png", "worst_01.png"]
+    # The flow panels' colour wheel (gfla_tf.data.visualize.flow_legend) is shown once.
+    assert images == sorted(strips + ["flow_legend.png"])
     assert all(f'src="report/{name}"' in page for name in images)
 
 

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gfla_tf import io as gfla_io
 from gfla_tf.evaluation import fid as fid_lib
 from gfla_tf.evaluation import flow_metrics, image_metrics, report
 from gfla_tf.evaluation.fid import FID, FID_PROTOCOLS, FeatureStatistics
@@ -672,7 +673,7 @@ class Evaluator:
         for i in range(len(per_pair[names[0]])):
             source, target = self.pairs[i] if i < len(self.pairs) else ("", "")
             writer.writerow([i, source, target] + [f"{per_pair[n][i]:.6f}" for n in names])
-        report.write_atomic(os.path.join(self.options.out, "per_pair.csv"), buffer.getvalue())
+        gfla_io.atomic_write_text(os.path.join(self.options.out, "per_pair.csv"), buffer.getvalue())
 
     def _pair_label(self, index):
         if index < len(self.pairs):
@@ -703,8 +704,16 @@ class Evaluator:
                     }
                 )
             sections.append((f"{title} by {rank_by}", entries))
+        legend = None
+        if any(entry.get("flow") is not None for _, entry in best + worst):
+            legend = f"report/{report.LEGEND_FILE}"
+            report.write_flow_legend(os.path.join(out, legend))
         report.write_html(
-            os.path.join(out, "report.html"), output["metrics"], output["protocol"], sections
+            os.path.join(out, "report.html"),
+            output["metrics"],
+            output["protocol"],
+            sections,
+            legend=legend,
         )
 
 

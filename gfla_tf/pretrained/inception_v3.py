@@ -56,12 +56,20 @@ class _Builder:
         kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
         padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
         name = prefix.replace(".", "_")
-        if any(padding):
+        # With stride 1, PyTorch's (k - 1) / 2 zero padding is exactly Keras' "same", which
+        # saves a padded copy per layer.
+        same = stride == 1 and all(2 * p == k - 1 for p, k in zip(padding, kernel))
+        if any(padding) and not same:
             x = keras.layers.ZeroPadding2D(
                 ((padding[0], padding[0]), (padding[1], padding[1])), name=f"{name}_pad"
             )(x)
         conv = keras.layers.Conv2D(
-            filters, kernel, strides=stride, padding="valid", use_bias=False, name=f"{name}_conv"
+            filters,
+            kernel,
+            strides=stride,
+            padding="same" if same else "valid",
+            use_bias=False,
+            name=f"{name}_conv",
         )
         norm = keras.layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")
         x = keras.layers.ReLU(name=f"{name}_relu")(norm(conv(x), training=False))

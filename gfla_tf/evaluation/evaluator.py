@@ -4,12 +4,11 @@ Order of work, so that failures come early: the metric networks are loaded first
 missing LPIPS/Inception weights file fails before anything is generated), then the FID
 reference statistics, then the model, then the test pairs are generated batch by batch.
 
-Generation and metric computation run under a ``tf.distribute`` strategy: for a
-``.keras`` model with ``strategy="mirrored"`` the batches are distributed with
-``strategy.experimental_distribute_dataset`` and the generator, LPIPS and Inception run
-replicated in one ``strategy.run`` step. Other model formats (SavedModel, TFLite) go
-through ``gfla_tf.export.load_predictor`` on the host; their outputs are then split over
-the replicas for the metric networks.
+Generation goes through ``gfla_tf.export.load_predictor`` (the same ``Predictor`` that
+``gfla generate`` and serving use, for ``.keras``, SavedModel and TFLite alike) on the
+host; the metric networks (LPIPS, Inception) and the per-pair metrics run under a
+``tf.distribute`` strategy ("default" or "mirrored"), each replica taking its share of
+the generated batch.
 """
 
 import csv
@@ -166,68 +165,9 @@ def _local_concat(strategy, structure):
 def _model_format(path):
     if path.endswith(".tflite"):
         return "tflite"
-    if os.path.isdir(path) and (
-        os.path.exists(os.path.join(path, "saved_model.pb"))
-        or glob.glob(os.path.join(path, "*", "saved_model.pb"))
-    ):
+    if os.path.isdir(path):
         return "saved_model"
     return "keras"
-
-
-class _Backend:
-    """Produces generated images (and flows, masks) for a batch."""
-
-    replicated = False
-    num_flows = None
-
-
-class _KerasBackend(_Backend):
-    """A ``.keras`` generator called inside ``strategy.run``."""
-
-    replicated = True
-
-    def __init__(self, path):
-        from gfla_tf.export import load_generator
-        from gfla_tf.export.saved_model import generator_image_size
-
-        self.generator = load_generator(path)
-        self.image_size = tuple(int(v) for v in generator_image_size(self.generator))
-
-    def generate(self, batch):
-        outputs = self.generator(
-            {
-                "source_image": batch["source_image"],
-                "source_pose": batch["source_pose"],
-                "target_pose": batch["target_pose"],
-            },
-            training=False,
-        )
-        image = tf.cast(
-            tf.round((tf.clip_by_value(outputs["image"], -1.0, 1.0) + 1) * 127.5), tf.uint8
-        )
-        return image, list(outputs["flows"]), list(outputs["masks"])
-
-
-class _PredictorBackend(_Backend):
-    """``gfla_tf.export.load_predictor`` (any format), run on the host."""
-
-    def __init__(self, path):
-        from gfla_tf.export import load_predictor
-
-        self.predictor = load_predictor(path)
-        self.image_size = tuple(int(v) for v in self.predictor.image_size)
-
-    def predict(self, batch):
-        source = np.asarray(batch["source_image"])
-        source_u8 = np.clip(np.round((source + 1.0) * 127.5), 0, 255).astype(np.uint8)
-        out = self.predictor.predict(
-            source_u8, np.asarray(batch["source_keypoints"]), np.asarray(batch["target_keypoints"])
-        )
-        return (
-            np.asarray(out["image"], np.uint8),
-            [np.asarray(f, np.float32) for f in out.get("flows", [])],
-            [np.asarray(m, np.float32) for m in out.get("masks", [])],
-        )
 
 
 class Evaluator:
@@ -316,23 +256,17 @@ class Evaluator:
             self.protocol.notes.append("random metric-network weights: for testing only")
 
     def load_model(self):
-        """Loads the generator backend for ``options.model``."""
+        """Loads ``options.model`` as a ``gfla_tf.export.Predictor``."""
         options = self.options
+        from gfla_tf.export import load_predictor
+
         fmt = _model_format(options.model)
-        if fmt == "keras" and options.strategy != "default":
-            with self.strategy.scope():
-                self.backend = _KerasBackend(options.model)
-        else:
-            if options.strategy != "default":
-                logger.warning(
-                    "%s models generate on the host; only the metric networks are replicated",
-                    fmt,
-                )
-            self.backend = _PredictorBackend(options.model)
-        self.image_size = self.backend.image_size
+        self.predictor = load_predictor(options.model)
+        self.num_flows = None
+        self.image_size = tuple(int(v) for v in self.predictor.image_size)
         self.protocol.resolution = tuple(self.image_size)
         self.protocol.model = f"{options.model} ({fmt})"
-        return self.backend
+        return self.predictor
 
     def _dataset(self, split, shuffle=False):
         from gfla_tf.data import build_dataset
@@ -419,12 +353,9 @@ class Evaluator:
     # -- the replicated step -----------------------------------------------------------
 
     def _step(self, batch):
-        if self.backend.replicated:
-            generated, flows, masks = self.backend.generate(batch)
-        else:
-            generated = batch["generated"]
-            flows = [batch[f"flow_{i}"] for i in range(self.backend.num_flows)]
-            masks = [batch[f"mask_{i}"] for i in range(self.backend.num_flows)]
+        generated = batch["generated"]
+        flows = [batch[f"flow_{i}"] for i in range(self.num_flows)]
+        masks = [batch[f"mask_{i}"] for i in range(self.num_flows)]
         # Metrics see the uint8 images, as they would be read back from lossless files.
         fake = image_metrics.to_signed_unit(generated)
         real = tf.cast(batch["target_image"], tf.float32)
@@ -469,10 +400,17 @@ class Evaluator:
         return results
 
     def _host_batch(self, batch):
-        """Runs a host predictor and adds its outputs to the batch (non-replicated path)."""
-        generated, flows, masks = self.backend.predict(batch)
-        if self.backend.num_flows is None:
-            self.backend.num_flows = len(flows)
+        """Runs the predictor and adds its outputs to the batch."""
+        source = np.asarray(batch["source_image"])
+        source_u8 = np.clip(np.round((source + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        out = self.predictor.predict(
+            source_u8, np.asarray(batch["source_keypoints"]), np.asarray(batch["target_keypoints"])
+        )
+        generated = np.asarray(out["image"], np.uint8)
+        flows = [np.asarray(f, np.float32) for f in out["flows"]]
+        masks = [np.asarray(m, np.float32) for m in out["masks"]]
+        if self.num_flows is None:
+            self.num_flows = len(flows)
         batch = dict(batch)
         batch["generated"] = generated
         for i, (flow, mask) in enumerate(zip(flows, masks)):
@@ -537,10 +475,7 @@ class Evaluator:
             reduce_retracing=True,
             autograph=False,
         )
-        if self.backend.replicated:
-            batches = ((b, b) for b in self.strategy.experimental_distribute_dataset(dataset))
-        else:
-            batches = ((self._distribute_host_batch(self._host_batch(b)), b) for b in dataset)
+        batches = ((self._distribute_host_batch(self._host_batch(b)), b) for b in dataset)
         progress = keras.utils.Progbar(total, unit_name="pair")
         per_pair = {"ssim": [], "psnr": []}
         if self.lpips is not None:
@@ -559,7 +494,7 @@ class Evaluator:
         for name in paper_ssim:
             per_pair[name] = []
             self.protocol.paper_ssim[name] = image_metrics.PAPER_SSIM_VARIANTS[name]
-        if "ssim_uniform51" not in paper_ssim:
+        if min(self.image_size) < 51:
             self.protocol.notes.append("ssim_uniform51 not computed: images under 51 px")
         epe_sums = {}
         warp_values = {}
@@ -567,11 +502,7 @@ class Evaluator:
         seen = 0
         for step_input, raw in batches:
             results = _local_concat(self.strategy, step(step_input))
-            host = (
-                _local_concat(self.strategy, raw)
-                if self.backend.replicated
-                else {k: np.asarray(v) for k, v in raw.items()}
-            )
+            host = {k: np.asarray(v) for k, v in raw.items()}
             valid = host["valid"].astype(bool)
             results = tf.nest.map_structure(lambda v, m=valid: v[m], results)
             count = int(valid.sum())

@@ -69,6 +69,7 @@ def test_evaluate_writes_metrics_and_report(default_run):
     assert result["num_pairs"] == NUM_TEST_PAIRS
     assert {"ssim", "psnr", "lpips", "fid", "epe", "warp_ssim"} <= set(metrics)
     assert -1 <= metrics["ssim"] <= 1 and metrics["lpips"] >= 0 and np.isfinite(metrics["fid"])
+    assert 0 <= metrics["lpips_masked"] and "person mask" in result["protocol"]["lpips"]
     # Flow EPE like the quickstart's: full-resolution px per scale, zero flow beside it.
     assert set(metrics["epe"]) == {"unit", "resolution", "1/8", "1/4", "zero_flow"}
     assert metrics["epe"]["unit"] == "px" and metrics["epe"]["resolution"] == "32x32 (full)"
@@ -102,7 +103,7 @@ def default_run(workspace, tiny_inception_module):
     status = _evaluate(
         workspace,
         out,
-        "--metrics", "ssim,psnr,lpips,fid,epe",
+        "--metrics", "ssim,psnr,lpips,lpips_masked,fid,epe",
         "--lpips-weights", workspace["lpips"],
         "--inception-weights", "random",
         "--fid-protocol", "keras",

@@ -278,3 +278,19 @@ def test_downsample_ground_truth_scales_flow():
     assert small.shape == (1, 4, 4, 2) and vis.shape == (1, 4, 4, 1)
     np.testing.assert_allclose(small.numpy(), 2.0)
     np.testing.assert_allclose(vis.numpy(), 1.0)
+
+
+def test_person_mask_discs_limbs_and_missing_keypoints():
+    pytest.importorskip("skimage", reason="scikit-image draws the mask")
+    from gfla_tf.evaluation.person_mask import keypoint_mask
+
+    points = np.full((18, 2), -1.0)
+    points[0] = (20, 30)  # nose alone: skimage's radius-4 disc (distance < 4), closed 5x5
+    single = keypoint_mask(points, (64, 48))
+    assert single[30, 20] and single[30, 23] and single[27, 20] and not single[30, 24]
+    assert single.sum() == 45
+    points[1] = (20, 50)  # neck: the (2, 1) limb joins them with a band of half-width 4
+    joined = keypoint_mask(points, (64, 48))
+    assert joined[40, 16:25].all() and not joined[40, 25] and not joined[40, 15]
+    assert not joined[:, :10].any()
+    assert not keypoint_mask(np.full((18, 2), -1.0), (64, 48)).any()

@@ -44,7 +44,7 @@ def build_parser(prog="gfla evaluate"):
         "--metrics",
         default="auto",
         help=f"comma-separated subset of {','.join(evaluator.METRICS)} (psnr comes with ssim); 'auto' (default) = "
-        "ssim,psnr,lpips,fid, plus epe on synthetic data",
+        "ssim,psnr,lpips,fid, plus epe on synthetic data and lpips_masked on Market",
     )
     parser.add_argument("--batch-size", type=_positive_int, default=8)
     parser.add_argument("--limit", type=_positive_int, default=None, help="first N pairs only")
@@ -99,7 +99,8 @@ def main(argv):
     try:
         kind = evaluator.detect_dataset_kind(args.data) if args.dataset == "auto" else args.dataset
         if args.metrics == "auto":
-            metrics = ("ssim", "psnr", "lpips", "fid") + (("epe",) if kind == "synthetic" else ())
+            metrics = ("ssim", "psnr", "lpips", "fid")
+            metrics += {"synthetic": ("epe",), "market": ("lpips_masked",)}.get(kind, ())
         else:
             metrics = evaluator.parse_metrics(args.metrics)
         options = evaluator.EvaluationOptions(

@@ -46,6 +46,10 @@ def _time(fn, args, repeats):
     return float(np.median(times))
 
 
+def _tf_ssim(a, b):
+    return tf.image.ssim((a + 1.0) * 127.5, (b + 1.0) * 127.5, max_val=255.0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
@@ -75,6 +79,13 @@ def main():
 
     cases = [
         ("SSIM + PSNR", lambda a, b: (ssim(a, b), psnr(a, b)), (fake, real)),
+        # The same SSIM by tf.image.ssim (full 11x11 kernel), why image_metrics filters
+        # separably.
+        (
+            "tf.image.ssim (same map) + PSNR",
+            lambda a, b: (_tf_ssim(a, b), psnr(a, b)),
+            (fake, real),
+        ),
         ("LPIPS (AlexNet, per pair)", lambda a, b: lpips((a, b)), (fake, real)),
         ("FID features, gfla (torchvision Inception-v3 @299)", fid.extract_tensor, (fake,)),
         ("FID features, keras (InceptionV3 @299)", fid_keras.extract_tensor, (fake,)),

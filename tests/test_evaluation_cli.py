@@ -134,3 +134,12 @@ def test_missing_weights_fail_before_generating(workspace, tmp_path, capsys):
     assert not os.path.exists(out / "metrics.json")
     assert _evaluate(workspace, out, "--metrics", "ssim,bogus") == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_gfla_fid_needs_a_whole_batch_of_64(workspace, tiny_inception_module, tmp_path, capsys):
+    out = tmp_path / "out"
+    extra = ("--metrics", "fid", "--inception-weights", "random", "--fid-protocol", "gfla")
+    assert _evaluate(workspace, out, *extra) == 2
+    error = capsys.readouterr().err
+    assert "whole batches of 64" in error and "--fid-protocol keras" in error
+    assert not os.path.exists(out / "metrics.json")

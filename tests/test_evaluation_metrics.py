@@ -17,6 +17,7 @@ from gfla_tf.evaluation import (
     frechet_distance,
     psnr,
     ssim,
+    ssim_map,
     warp,
     warped_ssim,
 )
@@ -294,3 +295,16 @@ def test_person_mask_discs_limbs_and_missing_keypoints():
     assert joined[40, 16:25].all() and not joined[40, 25] and not joined[40, 15]
     assert not joined[:, :10].any()
     assert not keypoint_mask(np.full((18, 2), -1.0), (64, 48)).any()
+
+
+def test_ssim_equals_tf_image_ssim():
+    """The hand-written separable filter computes tf.image.ssim's map (it is only faster)."""
+    a = _random_uint8(7, (2, 32, 28, 3))
+    b = _noisy(a, 8)
+    expected = tf.image.ssim(
+        tf.cast(a, tf.float32), tf.cast(b, tf.float32), max_val=255.0, return_index_map=True
+    )
+    np.testing.assert_allclose(
+        tf.reduce_mean(ssim_map(a, b), axis=-1).numpy(), expected.numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(ssim(a, b).numpy(), tf.image.ssim(a, b, 255).numpy(), atol=1e-5)

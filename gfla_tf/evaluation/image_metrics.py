@@ -15,9 +15,8 @@ Conventions (stated here once, and recorded in every ``metrics.json`` protocol):
   covariances, SSIM map over the "valid" window positions only (no padding), mean over
   positions then over channels. This equals ``skimage.metrics.structural_similarity(...,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1)``,
-  which is what the PG2/PATN/GFLA evaluation scripts call, and ``tf.image.ssim`` on the
-  [0, 255] images (the same map; the separable filter here is faster, see
-  ``_filter_valid``).
+  which is what the PG2/PATN/GFLA evaluation scripts call, and ``tf.image.ssim`` (which
+  computes it here; see ``ssim_map`` for the frame and range handling around it).
 * ``max_val="dynamic"`` reproduces those scripts' data range exactly: per image,
   ``generated.max() - generated.min()`` (the first argument), instead of the fixed range.
 * PSNR: ``10 log10(max_val**2 / MSE)`` per image, MSE over all pixels and channels
@@ -57,28 +56,6 @@ def _check_pair(a, b, name_a, name_b):
         )
 
 
-def _gaussian_window(size, sigma):
-    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    window = np.exp(-(offsets**2) / (2.0 * sigma**2))
-    return (window / window.sum()).astype(np.float32)
-
-
-def _filter_valid(x, window):
-    """Separable Gaussian filter with 'valid' borders; one channel at a time.
-
-    ``tf.image.ssim`` computes the same SSIM map (``test_ssim_equals_tf_image_ssim``) but
-    filters with the full 11x11 kernel: slower on the 2-core CPU for an 8x256x256x3 batch
-    (SSIM alone 160 vs 62 ms; with PSNR, ``benchmarks/bench_eval.py``'s two SSIM rows, 311
-    vs 233 ms in one run on a loaded machine), hence these two 1-D passes.
-    """
-    channels = x.shape[-1]
-    size = window.shape[0]
-    row = tf.tile(tf.reshape(window, [1, size, 1, 1]), [1, 1, channels, 1])
-    col = tf.tile(tf.reshape(window, [size, 1, 1, 1]), [1, 1, channels, 1])
-    x = tf.nn.depthwise_conv2d(x, row, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(x, col, [1, 1, 1, 1], "VALID")
-
-
 def _data_range(generated, max_val):
     if isinstance(max_val, str):
         if max_val != "dynamic":
@@ -92,11 +69,14 @@ def _data_range(generated, max_val):
 
 
 def ssim_map(generated, target, max_val=2.0):
-    """Per-position, per-channel SSIM over the valid 11x11 window positions.
+    """Per-position SSIM (mean over channels) over the valid 11x11 window positions.
 
-    The map ``tf.image.ssim(..., return_index_map=True)`` averages over channels, on the
-    [0, 255] frame (the luminance term is not shift-invariant) with a per-image data
-    range, which ``tf.image.ssim`` (one ``max_val`` per call) does not take.
+    ``tf.image.ssim`` computes it (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03,
+    population covariances, valid window positions): what this module adds is the
+    published frame. The images are put on [0, 255] (the luminance term is not
+    shift-invariant) and then divided by their data range, with ``max_val=1``: SSIM is
+    invariant to one common scale of the images and the range, and ``tf.image.ssim``
+    takes one range for the whole batch while "dynamic" needs one per image.
 
     Args:
       generated: [B, H, W, C] images (uint8, or float in [-1, 1]); H, W >= 11.
@@ -104,8 +84,8 @@ def ssim_map(generated, target, max_val=2.0):
       max_val: data range on the [-1, 1] scale (2.0 = full range), or "dynamic".
 
     Returns:
-      [B, H - 10, W - 10, C] float32; entry (i, j) belongs to the window centred on
-      pixel (i + 5, j + 5).
+      [B, H - 10, W - 10] float32; entry (i, j) belongs to the window centred on pixel
+      (i + 5, j + 5).
 
     Raises:
       ValueError: shapes differ, are not rank 4, are smaller than the window, or
@@ -120,20 +100,16 @@ def ssim_map(generated, target, max_val=2.0):
             f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {height}x{width}"
         )
     data_range = _data_range(generated, max_val)[:, None, None, None] * 127.5
-    # The [0, 255] frame of the published numbers (the luminance term depends on it).
-    generated = (generated + 1.0) * 127.5
-    target = (target + 1.0) * 127.5
-    c1 = (SSIM_K1 * data_range) ** 2
-    c2 = (SSIM_K2 * data_range) ** 2
-    window = tf.constant(_gaussian_window(SSIM_WINDOW, SSIM_SIGMA))
-    mu_a = _filter_valid(generated, window)
-    mu_b = _filter_valid(target, window)
-    var_a = _filter_valid(generated * generated, window) - mu_a * mu_a
-    var_b = _filter_valid(target * target, window) - mu_b * mu_b
-    cov = _filter_valid(generated * target, window) - mu_a * mu_b
-    luminance = (2.0 * mu_a * mu_b + c1) / (mu_a * mu_a + mu_b * mu_b + c1)
-    structure = (2.0 * cov + c2) / (var_a + var_b + c2)
-    return luminance * structure
+    return tf.image.ssim(
+        (generated + 1.0) * 127.5 / data_range,
+        (target + 1.0) * 127.5 / data_range,
+        max_val=1.0,
+        filter_size=SSIM_WINDOW,
+        filter_sigma=SSIM_SIGMA,
+        k1=SSIM_K1,
+        k2=SSIM_K2,
+        return_index_map=True,
+    )
 
 
 def ssim(generated, target, max_val=2.0, mask=None):
@@ -158,7 +134,7 @@ def ssim(generated, target, max_val=2.0, mask=None):
     Example:
       >>> ssim(images, images).numpy()  # -> [1., 1., ...]
     """
-    per_position = tf.reduce_mean(ssim_map(generated, target, max_val), axis=-1)
+    per_position = ssim_map(generated, target, max_val)
     if mask is None:
         return tf.reduce_mean(per_position, axis=[1, 2])
     mask = tf.cast(tf.convert_to_tensor(mask), tf.float32)

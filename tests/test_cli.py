@@ -250,6 +250,7 @@ _DISTRIBUTIONS = {
     "tensorflow_serving": "tensorflow-serving-api",
     "grpc": "grpcio",
     "setuptools": "setuptools",
+    "skimage": "scikit-image",
 }
 
 

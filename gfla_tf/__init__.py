@@ -3,8 +3,11 @@
 Pose-guided person image generation: given a photo of a person, its pose and a target
 pose, render that person in the target pose.
 
-Subpackages are imported lazily so that ``import gfla_tf`` is cheap and never fails
-because the optional compiled op library is missing.
+Importing the package registers every Keras-serialisable class it defines (layers,
+models, the trainer and its schedule, LPIPS), so that after ``import gfla_tf`` a plain
+``keras.saving.load_model("generator.keras")`` works. This imports TensorFlow and Keras;
+the compiled op library still loads lazily, on the first op call, so ``import gfla_tf``
+never fails because it is missing. The other subpackages are imported on first use.
 """
 
 import importlib
@@ -23,6 +26,17 @@ _SUBMODULES = (
     "serving",
     "training",
 )
+
+# The modules whose import registers serialisable classes (@register_keras_serializable).
+_REGISTERING = (
+    "gfla_tf.layers",
+    "gfla_tf.models",
+    "gfla_tf.training",
+    "gfla_tf.evaluation.lpips",
+)
+for _module in _REGISTERING:
+    importlib.import_module(_module)
+del _module
 
 
 def __getattr__(name):

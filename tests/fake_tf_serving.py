@@ -64,7 +64,7 @@ MAX_BODY_BYTES = 256 * 1024 * 1024
 READ_TIMEOUT_S = 5.0
 
 
-def _server_message(err):
+def _server_message(err: tf.errors.OpError) -> str:
     """The error text TF Serving would send: the op's message without Python's preamble."""
     message = err.message
     marker = "<stack traces unavailable>"
@@ -73,7 +73,7 @@ def _server_message(err):
     return message.strip()
 
 
-def _code_name(code):
+def _code_name(code: int) -> str:
     """Canonical name of a TF error code (TF and gRPC share the numbering)."""
     for status in grpc.StatusCode:
         if status.value[0] == code:
@@ -81,7 +81,7 @@ def _code_name(code):
     return "UNKNOWN"
 
 
-def _check_loopback(host):
+def _check_loopback(host: str) -> None:
     if host not in LOOPBACK:
         raise ValueError(f"host must be a loopback address {LOOPBACK}, got {host!r}")
 
@@ -96,7 +96,9 @@ class SavedModelBackend:
       delay: seconds to sleep before running each request.
     """
 
-    def __init__(self, saved_model_dir, fail_first=0, delay=0.0):
+    def __init__(
+        self, saved_model_dir: str | os.PathLike, fail_first: int = 0, delay: float = 0.0
+    ) -> None:
         directory = resolve_saved_model_dir(os.fspath(saved_model_dir))
         name = os.path.basename(os.path.normpath(directory))
         self.version = int(name) if name.isdigit() else 1
@@ -125,7 +127,7 @@ class SavedModelBackend:
             )
         return self.signatures[signature_name]
 
-    def check_model(self, name, version, model_name):
+    def check_model(self, name: str, version: Any, model_name: str) -> None:
         """Raises NOT_FOUND unless the request names the served model and version."""
         if name != model_name:
             raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
@@ -134,7 +136,7 @@ class SavedModelBackend:
                 "NOT_FOUND", f"Servable not found for request: Specific({name}, {version})"
             )
 
-    def admit(self):
+    def admit(self) -> None:
         """Counts a request; raises UNAVAILABLE for the first ``fail_first`` of them."""
         with self._lock:
             self.requests += 1
@@ -144,7 +146,7 @@ class SavedModelBackend:
         if count <= self.fail_first:
             raise ServingError("UNAVAILABLE", f"injected failure {count}/{self.fail_first}")
 
-    def run(self, signature_name, inputs):
+    def run(self, signature_name: Any, inputs: Any) -> dict[str, np.ndarray]:
         """Runs a signature on numpy inputs; errors become ServingError with a code.
 
         Args:
@@ -214,7 +216,9 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = READ_TIMEOUT_S  # socket timeout: a stalled body cannot hold a thread forever
 
-    def log_message(self, fmt, *args):  # route the access log to logging, not stderr
+    def log_message(
+        self, fmt: str, *args: Any
+    ) -> None:  # route the access log to logging, not stderr
         _log.debug("rest: " + fmt, *args)
 
     def _reply(self, status: int, payload: dict) -> None:
@@ -230,7 +234,7 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     def _error(self, err: ServingError) -> None:
         self._reply(_HTTP_STATUS.get(err.code, 500), {"error": err.message})
 
-    def do_GET(self):  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
         server = self.server
         match = _STATUS_PATH.match(self.path)
         try:
@@ -352,7 +356,9 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 class _RestServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, backend, model_name):
+    def __init__(
+        self, address: tuple[str, int], backend: SavedModelBackend, model_name: str
+    ) -> None:
         self.backend = backend
         self.model_name = model_name
         super().__init__(address, _RestHandler)
@@ -375,11 +381,11 @@ def _proto_to_array(proto: Any, name: str) -> np.ndarray:
 class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """PredictionService.Predict over a SavedModelBackend."""
 
-    def __init__(self, backend, model_name):
+    def __init__(self, backend: SavedModelBackend, model_name: str) -> None:
         self.backend = backend
         self.model_name = model_name
 
-    def Predict(self, request, context):  # noqa: N802 (gRPC API)
+    def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC API)
         try:
             spec = request.model_spec
             version = spec.version.value if spec.HasField("version") else None
@@ -425,15 +431,15 @@ class ServingStack:
 
     def __init__(
         self,
-        saved_model_dir,
-        model_name="gfla",
-        host="127.0.0.1",
-        rest_port=0,
-        grpc_port=0,
-        fail_first=0,
-        delay=0.0,
-        max_workers=16,
-    ):
+        saved_model_dir: str | os.PathLike,
+        model_name: str = "gfla",
+        host: str = "127.0.0.1",
+        rest_port: int = 0,
+        grpc_port: int = 0,
+        fail_first: int = 0,
+        delay: float = 0.0,
+        max_workers: int = 16,
+    ) -> None:
         _check_loopback(host)
         self.host = host
         self.model_name = model_name
@@ -447,7 +453,7 @@ class ServingStack:
         self.rest_url = None
         self.grpc_target = None
 
-    def start(self):
+    def start(self) -> ServingStack:
         """Starts both servers; returns self."""
         self._rest = _RestServer((self.host, self._rest_port), self.backend, self.model_name)
         self._thread = threading.Thread(
@@ -467,7 +473,7 @@ class ServingStack:
         self.grpc_target = f"{self.host}:{port}"
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         """Stops both servers."""
         if self._rest is not None:
             self._rest.shutdown()
@@ -477,8 +483,8 @@ class ServingStack:
             self._grpc.stop(grace=None)
             self._grpc = None
 
-    def __enter__(self):
+    def __enter__(self) -> ServingStack:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from gfla_tf.cli.errors import one_line
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,14 +66,6 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _message(err: BaseException) -> str:
-    """One line for an error: an OSError as 'reason: path', anything else its text."""
-    if isinstance(err, OSError) and err.strerror:
-        where = f": {err.filename}" if err.filename else ""
-        return f"{err.strerror}{where}"
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
 def main(argv: Sequence[str]) -> int:
     """Runs ``gfla export``; returns the exit status."""
     args = _parser(argv[0]).parse_args(argv[1:])
@@ -99,7 +93,7 @@ def main(argv: Sequence[str]) -> int:
                 path = export.export_tflite(saved, args.output, quantize=args.quantize)
     except (OSError, ValueError) as err:
         # OSError covers FileExistsError, FileNotFoundError and an unwritable --output.
-        print(f"{argv[0]}: {_message(err)}", file=sys.stderr)
+        print(f"{argv[0]}: {one_line(err)}", file=sys.stderr)
         return 1
     print(path)
     return 0

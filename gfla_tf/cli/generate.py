@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from gfla_tf import io
+from gfla_tf.cli.errors import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -265,14 +266,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {path} is a directory; pass an image file name")
 
 
-def _message(err: BaseException) -> str:
-    """One line for an error: an OSError as 'reason: path', anything else its text."""
-    if isinstance(err, OSError) and err.strerror:
-        where = f": {err.filename}" if err.filename else ""
-        return f"{err.strerror}{where}"
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
 def main(argv: Sequence[str]) -> int:
     """Runs ``gfla generate``; returns the exit status."""
     args = _parser(argv[0]).parse_args(argv[1:])
@@ -294,8 +287,8 @@ def main(argv: Sequence[str]) -> int:
         if args.mask_out:
             save_image(args.mask_out, mask_panels(result["masks"], size))
             print(args.mask_out)
-    except (OSError, ValueError, TypeError) as err:
-        print(f"{argv[0]}: {_message(err)}", file=sys.stderr)
+    except (OSError, ValueError) as err:
+        print(f"{argv[0]}: {one_line(err)}", file=sys.stderr)
         return 1
     return 0
 

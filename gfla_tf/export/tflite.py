@@ -87,11 +87,21 @@ def export_tflite(
       ValueError: if ``quantize`` is not one of QUANTIZE_MODES.
       OSError: if ``output_path`` cannot be written.
     """
-    flatbuffer = convert_saved_model(saved_model_dir, quantize=quantize)
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     output_path = os.fspath(output_path)
+    directory = os.path.dirname(os.path.abspath(output_path))
     try:
-        io.atomic_write_bytes(output_path, flatbuffer)
+        # The temporary is created first, so an unwritable destination fails before the
+        # (slow) conversion runs.
+        with io.atomic_path(output_path) as tmp:
+            flatbuffer = convert_saved_model(saved_model_dir, quantize=quantize)
+            with open(tmp, "wb") as f:
+                f.write(flatbuffer)
     except PermissionError as err:
+        where = os.path.dirname(os.path.abspath(err.filename)) if err.filename else None
+        if where != directory:
+            raise
         raise PermissionError(err.errno, f"cannot write {output_path} ({err.strerror})") from None
     _log.info("wrote %s (%s, %d bytes)", output_path, quantize, len(flatbuffer))
     return output_path

@@ -121,7 +121,8 @@ def override(config: ml_collections.ConfigDict, name: str, text: str) -> None:
         value = _parse(text, fields[name])
     except (ValueError, SyntaxError) as err:
         raise ConfigError(
-            f"bad value {text!r} for config.{name} (default {fields[name]!r}): {err}"
+            f"bad value {text!r} for config.{name} (a {type(fields[name]).__name__} like "
+            f"{fields[name]!r}): {err}"
         ) from err
     *parents, leaf = name.split(".")
     node = config

@@ -42,7 +42,7 @@ def _fields_help() -> str:
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train one stage of GFLA from a config file. Rerunning the same command "
+        description="Train one stage of GFLA from a config file. Rerunning the same command\n"
         "after an interruption resumes from the newest intact training state in --workdir.",
         epilog=_fields_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -108,11 +108,15 @@ def _hdf5_left_open() -> bool:
     # Keras' save_weights does not close its h5py file when a write fails; HDF5 then
     # retries the flush while the interpreter shuts down and crashes (exit 139) on a disk
     # that is still full. A still-open HDF5 object after training ended means exactly that.
+    # (h5py keeps its predefined datatypes open at all times: count only files, groups,
+    # datasets and attributes.)
     try:
-        import h5py
+        from h5py import h5f
     except ImportError:
         return False
-    return bool(h5py.h5f.get_obj_ids())
+    return bool(
+        h5f.get_obj_ids(types=h5f.OBJ_FILE | h5f.OBJ_GROUP | h5f.OBJ_DATASET | h5f.OBJ_ATTR)
+    )
 
 
 def main(argv: list[str]) -> int:

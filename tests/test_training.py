@@ -362,7 +362,11 @@ def test_disk_full_in_first_backup_exits_1_then_rerun_resumes_from_checkpoint(
         return save_weights(model, path, *a, **k)
 
     monkeypatch.setattr(keras.Model, "save_weights", full_disk)
+    monkeypatch.setattr(training.checkpoints, "_FAILED_WRITES", [])
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)  # HDF5 may not survive a normal exit
     assert _cli(*args) == 1
+    assert exits == [1]
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "disk full" in err and "same command" in err
     assert os.listdir(os.path.join(workdir, "backup")) == []  # nothing half-written
@@ -373,6 +377,16 @@ def test_disk_full_in_first_backup_exits_1_then_rerun_resumes_from_checkpoint(
         assert _cli(*args) == 0
     assert "resuming at epoch 1 (step 1) from the checkpoint" in caplog.text
     assert "trained stage 1 to step 2" in capsys.readouterr().out
+
+
+def test_weights_are_written_only_where_they_fit(stage1_run, tmp_path, monkeypatch):
+    _, _, result = stage1_run
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    with pytest.raises(OSError, match=r"MB free, about [0-9.]+ MB needed") as info:
+        training.save_checkpoint(result.trainer, str(tmp_path / "checkpoints"), 5)
+    assert info.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path / "checkpoints") == []
 
 
 def test_sigint_stops_cleanly_saves_and_leaves_the_config_alone(tmp_path):

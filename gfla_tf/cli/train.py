@@ -104,21 +104,6 @@ def _fail(prog: str, message: str, status: int) -> int:
     return status
 
 
-def _hdf5_left_open() -> bool:
-    # Keras' save_weights does not close its h5py file when a write fails; HDF5 then
-    # retries the flush while the interpreter shuts down and crashes (exit 139) on a disk
-    # that is still full. A still-open HDF5 object after training ended means exactly that.
-    # (h5py keeps its predefined datatypes open at all times: count only files, groups,
-    # datasets and attributes.)
-    try:
-        from h5py import h5f
-    except ImportError:
-        return False
-    return bool(
-        h5f.get_obj_ids(types=h5f.OBJ_FILE | h5f.OBJ_GROUP | h5f.OBJ_DATASET | h5f.OBJ_ATTR)
-    )
-
-
 def main(argv: list[str]) -> int:
     """Parses ``argv`` (argv[0] = "gfla train") and trains; returns the exit status."""
     prog = argv[0]
@@ -150,18 +135,22 @@ def main(argv: list[str]) -> int:
             prog, "interrupted before training started; the same command starts again", 130
         )
     except OSError as err:
-        reason = err.strerror or str(err).splitlines()[0]
         if err.errno == errno.ENOSPC:
-            reason = "disk full (no space left on device)"
-        where = f" writing {err.filename}" if err.filename else f" in {args.workdir}"
+            problem = f"disk full in {args.workdir} ({err.strerror})"
+        else:
+            problem = f"{err.strerror or str(err).splitlines()[0]}: {err.filename or args.workdir}"
         status = _fail(
             prog,
-            f"{reason}{where}; nothing half-written was kept: fix it and run the same "
-            "command to resume from the newest intact state",
+            f"{problem}; nothing half-written was kept: fix it and run the same command to "
+            "resume from the newest intact state",
             1,
         )
-        if _hdf5_left_open():
-            logging.shutdown()
+        from gfla_tf.training import checkpoints
+
+        if checkpoints.hdf5_write_failed():
+            # HDF5 would crash at interpreter teardown (see checkpoints._write_weights).
+            for handler in logging.getLogger().handlers:
+                handler.flush()
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)

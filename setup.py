@@ -64,6 +64,7 @@ setup(
         "pillow",
         "absl-py",
         "ml-collections",
+        "tensorboard",
     ],
     extras_require={
         "convert": ["torch"],

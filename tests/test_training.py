@@ -2,6 +2,7 @@
 
 import errno
 import glob
+import inspect
 import json
 import logging
 import math
@@ -463,3 +464,31 @@ def test_load_config_fills_fields_a_saved_run_lacks(tmp_path):
     loaded = training.load_config(str(tmp_path))
     assert loaded.model.normalize_source_image is True  # the base default
     assert loaded.model.attention_layers == config.model.attention_layers
+
+
+@pytest.mark.parametrize("name", sorted(training.compat.OVERRIDES))
+def test_private_keras_override_still_matches_keras(name):
+    """One check per private Keras method compat.py overrides: signature and call site."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    parameters, (caller, call) = training.compat.OVERRIDES[name]
+    assert tuple(inspect.signature(getattr(TensorFlowTrainer, name)).parameters) == parameters
+    assert call in inspect.getsource(getattr(TensorFlowTrainer, caller))
+    # Ours keeps the signature, so Keras' call reaches it.
+    ours = getattr(training.compat.DistributedFitMixin, name)
+    assert tuple(inspect.signature(ours).parameters) == parameters
+    training.compat.check_keras()
+
+
+def test_no_other_module_overrides_private_keras_methods():
+    import gfla_tf
+
+    root = os.path.dirname(gfla_tf.__file__)
+    private = ("_load_model", "_save_model", "_initial_epoch", *training.compat.OVERRIDES)
+    for path in glob.glob(os.path.join(root, "**", "*.py"), recursive=True):
+        if path.endswith(os.path.join("training", "compat.py")):
+            continue
+        with open(path) as f:
+            text = f.read()
+        for name in private:
+            assert f"def {name}(" not in text and f".{name} =" not in text, (path, name)

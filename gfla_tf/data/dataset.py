@@ -318,9 +318,7 @@ def load_split(data_config, split, root=None):
     if policy not in ("stop", "skip"):
         raise ValueError(f"config.data.on_bad_data must be 'stop' or 'skip', got {policy!r}")
     root = resolve_root(data_config) if root is None else root
-    report = scan_dataset(
-        root, data_config.kind, split, check_images=bool(data_config.scan_images)
-    )
+    report = scan_dataset(root, data_config.kind, split, check_images=bool(data_config.scan_images))
     if report.fatal or (report.problems and policy == "stop"):
         raise DataError(
             "the dataset has problems; fix them or set config.data.on_bad_data='skip' "

@@ -222,6 +222,7 @@ def save_checkpoint(trainer, directory: str, step: int, keep: int = 5) -> str:
         _write_weights(trainer.generator, os.path.join(tmp, GENERATOR_WEIGHTS))
         with open(os.path.join(tmp, "step.json"), "w") as f:
             json.dump({"step": int(step), "stage": trainer.stage}, f)
+    # Hand-written rotation, not tf.train.CheckpointManager: see the module docstring.
     for _, old in list_checkpoints(directory)[: -max(1, int(keep))]:
         shutil.rmtree(old, ignore_errors=True)
     logger.info("saved checkpoint %s", final)

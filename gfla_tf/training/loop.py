@@ -271,6 +271,11 @@ def train(config, workdir, strategy="auto", verbose="auto", dataset_fn=None, ext
     stage = int(config.train.stage)
     weights = loss_weights(config)
     total_steps = int(config.train.steps)
+    if total_steps < 1 or int(config.train.steps_per_epoch) < 1:
+        raise ValueError(
+            "config.train.steps and config.train.steps_per_epoch must be >= 1, got "
+            f"{total_steps} and {config.train.steps_per_epoch}"
+        )
     steps_per_epoch = int(min(config.train.steps_per_epoch, total_steps))
     os.makedirs(workdir, exist_ok=True)
     backup_dir = os.path.join(workdir, "backup")

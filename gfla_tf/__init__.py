@@ -40,8 +40,10 @@ _REGISTERING = (
     "gfla_tf.training",
     "gfla_tf.evaluation.lpips",
 )
-# TensorFlow and Keras import each other; registration waits until neither is mid-import.
-_FRAMEWORK = ("keras", "tensorflow")
+# Registration waits until none of these is mid-import: TensorFlow and Keras import each
+# other, and a gfla_tf module importing Keras must finish before the registering modules
+# (which import it back) run.
+_WATCHED = ("keras", "tensorflow")
 
 
 def register_serializables() -> None:
@@ -50,19 +52,23 @@ def register_serializables() -> None:
         importlib.import_module(module)
 
 
-class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
-    """Runs :func:`register_serializables` once Keras and TensorFlow finish importing.
+def _watched(name: str) -> bool:
+    return name in _WATCHED or name.startswith(__name__ + ".")
 
-    It only wraps the loaders of the two top-level packages (found by the standard
-    ``PathFinder``); every other import passes through untouched, and the finder removes
-    itself once registration has run.
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """Runs :func:`register_serializables` once Keras is loaded and no import is half done.
+
+    It wraps the loaders of Keras, TensorFlow and this package's modules (as found by
+    the standard ``PathFinder``) to count the imports in progress; other imports pass
+    through untouched. The finder removes itself when registration runs.
     """
 
     def __init__(self) -> None:
         self._executing = 0
 
     def find_spec(self, name, path=None, target=None):
-        if name not in _FRAMEWORK:
+        if not _watched(name):
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -75,16 +81,12 @@ class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
                 original(module)
             finally:
                 self._executing -= 1
-            if self._executing == 0 and "keras" in sys.modules:
-                self.remove()
+            if self._executing == 0 and "keras" in sys.modules and self in sys.meta_path:
+                sys.meta_path.remove(self)
                 register_serializables()
 
         spec.loader.exec_module = exec_module
         return spec
-
-    def remove(self) -> None:
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
 
 
 if "keras" in sys.modules:

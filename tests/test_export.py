@@ -297,16 +297,22 @@ def test_resolve_base_directory(exported):
         export.resolve_saved_model_dir(str(exported["root"]))
 
 
-def test_import_gfla_tf_is_enough_to_load_keras(exported, tmp_path):
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        # import gfla_tf itself stays cheap: TensorFlow is not loaded until Keras is.
+        "import gfla_tf; assert 'tensorflow' not in sys.modules",
+        # A gfla_tf module that imports Keras on its way in (no circular import).
+        "import gfla_tf.layers",
+        "import tensorflow; import gfla_tf",
+    ],
+)
+def test_import_gfla_tf_is_enough_to_load_keras(exported, tmp_path, prelude):
     """``import gfla_tf`` registers every serialisable class; no submodule import needed."""
-    script = textwrap.dedent(
-        """
-        import sys
-        import gfla_tf
-        import keras
-        model = keras.saving.load_model(sys.argv[1], compile=False)
-        print("LOADED", type(model).__name__)
-        """
+    script = (
+        f"import sys\n{prelude}\nimport keras\n"
+        "model = keras.saving.load_model(sys.argv[1], compile=False)\n"
+        "print('LOADED', type(model).__name__)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script, exported["keras"]],

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from gfla_tf import losses
+from gfla_tf.models.common import INPUT_KEYS
 from gfla_tf.training import compat
 
 STAGE1_LOSSES = ("correctness", "regularization", "flow_supervision")
@@ -31,7 +32,6 @@ STAGE2_LOSSES = (
     "style",
     "flow_supervision",
 )
-INPUT_KEYS = ("source_image", "source_pose", "target_pose")
 VGG_LOSSES = ("correctness", "content", "style")
 
 

@@ -63,6 +63,7 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<3.16",
         "numpy",
+        "scipy",
         "pillow",
         "absl-py",
         "ml-collections",
@@ -73,16 +74,20 @@ setup(
         "starlette>=0.40",
         "uvicorn>=0.30",
     ],
+    # Optional features; requirements-test.txt installs all of them but torch.
     extras_require={
         "convert": ["torch"],
-        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
+        # Converting pretrained LPIPS/AlexNet/Inception weights from their PyTorch packages.
+        "pretrained": ["torch", "torchvision", "lpips"],
+        "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio"],
         "tflite": ["ai-edge-litert"],
         "test": [
             "pytest",
             "pytest-xdist",
-            "ruff",
+            "ruff>=0.17,<0.18",
             "ai-edge-litert",
-            "tensorflow-serving-api",
+            "tensorflow-serving-api>=2.21,<2.22",
+            "grpcio",
             "httpx",
             "playwright",
         ],

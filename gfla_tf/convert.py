@@ -22,15 +22,28 @@ Layouts:
   keys must hold the same tensor.
 
 Every key must be consumed and every Keras weight assigned; a missing, unexpected,
-mis-shaped or inconsistent key raises ``ValueError`` naming it before any weight is set.
+mis-shaped, non-finite or inconsistent key raises ``ValueError`` naming it before any
+weight is set.
 """
+
+from __future__ import annotations
 
 import collections
 import logging
+import os
+import zipfile
+import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gfla_tf import models
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import keras
+    import ml_collections
 
 _log = logging.getLogger(__name__)
 
@@ -95,7 +108,7 @@ def _padded_conv(m, prefix, conv):
         m.duplicate(prefix + ".model.2" + suffix, prefix + ".conv1" + suffix)
 
 
-def generator_mapping(generator):
+def generator_mapping(generator: models.GFLAGenerator) -> _Mapping:
     """Returns the torch-key mapping of a built ``GFLAGenerator``."""
     m = _Mapping()
     flow = generator.flow_estimator
@@ -133,7 +146,7 @@ def generator_mapping(generator):
     return m
 
 
-def discriminator_mapping(discriminator):
+def discriminator_mapping(discriminator: models.Discriminator) -> _Mapping:
     """Returns the torch-key mapping of a built ``Discriminator``."""
     m = _Mapping()
     for i, block in enumerate(discriminator.blocks):
@@ -185,7 +198,7 @@ def _expected_shapes(mapping, model):
     return shapes
 
 
-def expected_state_dict_shapes(model):
+def expected_state_dict_shapes(model: keras.Model) -> dict[str, tuple[int, ...]]:
     """The PyTorch state-dict keys and shapes that a built GFLA model corresponds to.
 
     Args:
@@ -248,6 +261,12 @@ def _plan_assignments(model, state, what):
                 f"key {key!r} has shape {tuple(np.shape(state[key]))}, expected {tuple(shape)}"
             )
     if not problems:
+        nonfinite = [k for k in expected if not np.all(np.isfinite(np.asarray(state[k])))]
+        if nonfinite:
+            shown = ", ".join(repr(k) for k in nonfinite[:5])
+            more = f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""
+            problems.append(f"non-finite values (NaN or Inf) in key {shown}{more}")
+    if not problems:
         for dup, same in mapping.duplicates.items():
             if not np.array_equal(np.asarray(state[dup]), np.asarray(state[same])):
                 problems.append(f"keys {dup!r} and {same!r} must hold the same tensor")
@@ -272,7 +291,12 @@ def _model_config(config):
     return config.model if hasattr(config, "model") else config
 
 
-def convert_checkpoint(config, generator_state, discriminator_state=None, impl=None):
+def convert_checkpoint(
+    config: ml_collections.ConfigDict,
+    generator_state: Mapping[str, np.ndarray],
+    discriminator_state: Mapping[str, np.ndarray] | None = None,
+    impl: str | None = None,
+) -> tuple[models.GFLAGenerator, models.Discriminator | None]:
     """Builds the Keras models of ``config`` and fills them from PyTorch state dicts.
 
     Args:
@@ -285,8 +309,8 @@ def convert_checkpoint(config, generator_state, discriminator_state=None, impl=N
       (generator, discriminator); discriminator is None without ``discriminator_state``.
 
     Raises:
-      ValueError: missing, unexpected or mis-shaped keys, or duplicated convs that differ;
-        the message names every offending key and no model is returned.
+      ValueError: missing, unexpected or mis-shaped keys, non-finite values, or duplicated
+        convs that differ; the message names the offending keys and no model is returned.
     """
     model_config = _model_config(config)
     generator = models.build_generator(model_config, impl=impl)
@@ -307,7 +331,7 @@ def convert_checkpoint(config, generator_state, discriminator_state=None, impl=N
     return generator, discriminator
 
 
-def export_state_dict(model):
+def export_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
     """Inverse of the conversion: the PyTorch state dict (numpy) of a built model.
 
     Useful to check a conversion round trip or to hand weights back to the reference code.
@@ -339,7 +363,7 @@ def export_state_dict(model):
     return {k: state[k] for k in shapes}
 
 
-def load_state_dict(path):
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a state dict as numpy arrays from a ``.pth`` (torch) or ``.npz`` file.
 
     Args:
@@ -351,20 +375,34 @@ def load_state_dict(path):
 
     Raises:
       ImportError: a ``.pth`` file and torch is not installed.
-      ValueError: the file does not hold a state dict.
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: the file is truncated or corrupt, or does not hold a state dict.
     """
-    path = str(path)
+    path = os.fspath(path)
     if path.endswith(".npz"):
-        with np.load(path) as archive:
-            return {k: archive[k] for k in archive.files}
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        except FileNotFoundError:
+            raise
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error) as err:
+            raise ValueError(f"{path}: not a readable .npz archive (truncated?): {err}") from err
     try:
         import torch
     except ImportError as err:
         raise ImportError(
-            f"reading {path} needs PyTorch: install it with pip install 'gfla-tf[convert]' "
-            "(or convert the state dict to .npz elsewhere)"
+            f"reading {path} needs PyTorch: pip install torch (or pip install "
+            "'gfla-tf[convert]'), or convert the state dict to .npz elsewhere"
         ) from err
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises RuntimeError, pickle and zip errors alike
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint (truncated?): {message}"
+        ) from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(hasattr(v, "detach") for v in state.values()):

@@ -335,3 +335,115 @@ def test_torch_modules_match_converted_layers():
         want = (model(torch.from_numpy(x)) + shortcut(torch.from_numpy(x))).numpy()
     got = generator.flow_estimator.decoders[1](ltu.nhwc(x))
     np.testing.assert_allclose(np.asarray(got), ltu.nhwc(want), atol=1e-4)
+
+
+# --- issue 11: bad inputs and outputs are one clear line, never a traceback ------------
+
+
+def _cli_argv(tmp_path, generator):
+    config_path = os.path.join(os.path.dirname(deepfashion.__file__), "deepfashion.py")
+    return ["gfla convert", "--config", config_path + ":test", "--generator", str(generator)]
+
+
+def _one_error_line(capsys, *words):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gfla convert: "), lines
+    for word in words:
+        assert word in lines[0], lines
+    return lines[0]
+
+
+def test_truncated_npz_is_one_line(tmp_path, capsys):
+    _, g_state, _ = _tiny(deepfashion)
+    path = tmp_path / "G.npz"
+    np.savez(path, **g_state)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        convert.load_state_dict(path)
+    out = tmp_path / "out" / "model.keras"
+    assert convert_cli.main(_cli_argv(tmp_path, path) + ["--output", str(out)]) == 1
+    _one_error_line(capsys, str(path), "truncated")
+    assert not out.exists()
+
+
+class _FakeTorch:
+    """Stands in for torch: ``load`` fails the way it does on a truncated file."""
+
+    @staticmethod
+    def load(path, **kwargs):
+        raise RuntimeError(
+            "PytorchStreamReader failed reading zip archive: failed finding central directory\n"
+            "more lines of C++ context"
+        )
+
+
+def test_truncated_pth_is_one_line(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "G.pth"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    monkeypatch.setitem(__import__("sys").modules, "torch", _FakeTorch)
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        convert.load_state_dict(path)
+    out = tmp_path / "model.keras"
+    assert convert_cli.main(_cli_argv(tmp_path, path) + ["--output", str(out)]) == 1
+    _one_error_line(capsys, str(path), "PytorchStreamReader")
+
+
+def test_truncated_pth_with_real_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "G.pth"
+    torch.save({"a.weight": torch.ones(64, 64)}, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        convert.load_state_dict(path)
+
+
+def test_nan_weights_are_refused_by_key(tmp_path, capsys):
+    config, g_state, d_state = _tiny(deepfashion)
+    bad = dict(g_state)
+    bad["flow_net.output1.bias"] = np.full_like(bad["flow_net.output1.bias"], np.nan)
+    with pytest.raises(ValueError, match="non-finite.*flow_net.output1.bias"):
+        convert.convert_checkpoint(config, bad)
+    bad_d = dict(d_state)
+    bad_d["conv.weight_u"] = np.full_like(bad_d["conv.weight_u"], np.inf)
+    with pytest.raises(ValueError, match="discriminator.*conv.weight_u"):
+        convert.convert_checkpoint(config, g_state, bad_d)
+    path = tmp_path / "G.npz"
+    np.savez(path, **bad)
+    out = tmp_path / "model.keras"
+    assert convert_cli.main(_cli_argv(tmp_path, path) + ["--output", str(out)]) == 1
+    _one_error_line(capsys, "flow_net.output1.bias", "NaN")
+    assert not out.exists()
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    _, g_state, _ = _tiny(deepfashion)
+    path = tmp_path / "G.npz"
+    np.savez(path, **g_state)
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anyway: make the folder refuse as a read-only one
+        real = convert_cli.tempfile.TemporaryFile
+
+        def refuse(*args, dir=None, **kwargs):
+            if dir is not None and os.path.abspath(dir) == str(folder):
+                raise PermissionError(13, "Permission denied", str(folder))
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(convert_cli.tempfile, "TemporaryFile", refuse)
+    try:
+        out = folder / "model.keras"
+        assert convert_cli.main(_cli_argv(tmp_path, path) + ["--output", str(out)]) == 1
+        _one_error_line(capsys, "cannot write", str(out), "Permission denied")
+        assert os.listdir(folder) == []
+    finally:
+        folder.chmod(0o755)
+    # A file where the output folder should be.
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "model.keras"
+    assert convert_cli.main(_cli_argv(tmp_path, path) + ["--output", str(out)]) == 1
+    _one_error_line(capsys, "cannot write", str(out))

@@ -207,3 +207,47 @@ def test_market_pipeline_augments_train_only(tmp_path):
     moved = train["source_keypoints"].numpy()
     assert not np.allclose(moved[:, :17], expected[:, :17], atol=0.5)
     assert np.all(moved[:, 17] == -1)
+
+
+# --- issue 11: gfla data check on what users' files look like -------------------------
+
+
+def test_malformed_row_is_one_problem_without_follow_ons(tmp_path):
+    """A stray quote used to swallow every later row (csv quoting), and the pairs naming
+    those images then gave a "no annotation" problem each."""
+    names = _write_layout(tmp_path)
+    path = tmp_path / "fashion-annotation-test.csv"
+    lines = path.read_text().splitlines()
+    lines[2] = 'img1.png:"[1, 2:[3, 4]'  # row 3: img1's row, an unbalanced quote
+    path.write_text("\n".join(lines) + "\n")
+    report = data.scan_dataset(tmp_path, "deepfashion", "test")
+    assert len(report.problems) == 1, report.problems
+    assert "row 3" in report.problems[0]
+    assert sorted(report.keypoints) == sorted(set(names) - {"img1.png"})
+    # The two pairs naming img1 are dropped, silently: the row was reported.
+    assert report.pairs == [("img2.png", "img3.png"), ("img3.png", "img0.png")]
+    assert report.num_images_checked == 3
+
+
+def test_images_checked_counts_images_opened(tmp_path):
+    _write_layout(
+        tmp_path,
+        extra_rows=["ghost.png:" + json.dumps([1] * 18) + ":" + json.dumps([1] * 18)],
+        extra_pairs=["img0.png,unknown.png", "img1.png,ghost.png"],
+    )
+    report = data.scan_dataset(tmp_path, "deepfashion", "test")
+    # unknown.png has no annotation and ghost.png no file: neither was opened.
+    assert report.num_images_checked == 4
+    assert "images checked:   4" in report.summary()
+    assert data.scan_dataset(tmp_path, "deepfashion", "test", False).num_images_checked == 0
+
+
+def test_csv_files_with_a_byte_order_mark(tmp_path, capsys):
+    _write_layout(tmp_path)
+    for name in ("fashion-annotation-test.csv", "fashion-pairs-test.csv"):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    report = data.scan_dataset(tmp_path, "deepfashion", "test")
+    assert report.problems == [] and len(report.pairs) == 4
+    assert data_cli.main(["gfla data", "check", str(tmp_path), "--split", "test"]) == 0
+    assert "no problems found" in capsys.readouterr().out

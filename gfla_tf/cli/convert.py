@@ -13,25 +13,34 @@ Files are written to a temporary name and renamed once everything converted: a f
 leaves nothing behind.
 """
 
-import argparse
+from __future__ import annotations
+
+import contextlib
 import importlib
 import importlib.util
 import logging
 import os
-import shutil
 import sys
 import tempfile
+from typing import TYPE_CHECKING
+
+from gfla_tf import io
+from gfla_tf.cli.main import ArgumentParser
+from gfla_tf.io import TMP_PREFIX
+
+if TYPE_CHECKING:
+    import ml_collections
 
 _log = logging.getLogger(__name__)
 
 
-def discriminator_path(output):
+def discriminator_path(output: str) -> str:
     """The default discriminator file next to the generator file ``output``."""
     stem = output[: -len(".keras")] if output.endswith(".keras") else output
     return stem + ".discriminator.keras"
 
 
-def load_config(spec):
+def load_config(spec: str) -> ml_collections.ConfigDict:
     """Loads ``path/to/config.py[:variant]`` or a built-in name (``deepfashion[:test]``).
 
     Args:
@@ -60,8 +69,8 @@ def load_config(spec):
     return module.get_config(variant)
 
 
-def _parser(prog):
-    parser = argparse.ArgumentParser(
+def _parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
         prog=prog, description="Convert the authors' PyTorch GFLA checkpoints to .keras files."
     )
     parser.add_argument("--config", required=True, help="config file[:variant] or name")
@@ -77,7 +86,28 @@ def _parser(prog):
     return parser
 
 
-def main(argv):
+def _unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be written (its folder is created if needed), or None."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        # A real write: permission bits alone say nothing for root or a read-only mount.
+        with tempfile.TemporaryFile(prefix=TMP_PREFIX, dir=directory):
+            pass
+    except OSError as err:
+        return f"cannot write {path}: {err.strerror or err} ({directory})"
+    return None
+
+
+def _save_all(targets: list[tuple[object, str]]) -> None:
+    """Saves every (model, path) through temporaries; renames only once all are saved."""
+    with contextlib.ExitStack() as stack:
+        staged = [(model, stack.enter_context(io.atomic_path(path))) for model, path in targets]
+        for model, tmp in staged:
+            model.save(tmp)
+
+
+def main(argv: list[str]) -> int:
     """Runs ``gfla convert``; returns the exit status."""
     args = _parser(argv[0]).parse_args(argv[1:])
     if not args.output.endswith(".keras"):
@@ -87,6 +117,12 @@ def main(argv):
     if args.discriminator and not d_output.endswith(".keras"):
         print(f"{argv[0]}: --discriminator-output must end with .keras", file=sys.stderr)
         return 2
+    outputs = [args.output] + ([d_output] if args.discriminator else [])
+    for path in outputs:
+        problem = _unwritable(path)
+        if problem:
+            print(f"{argv[0]}: {problem}", file=sys.stderr)
+            return 1
     from gfla_tf import convert
 
     try:
@@ -103,20 +139,14 @@ def main(argv):
     targets = [(generator, args.output)]
     if discriminator is not None:
         targets.append((discriminator, d_output))
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".gfla-convert-", dir=out_dir)
     try:
-        staged = []
-        for i, (model, path) in enumerate(targets):
-            tmp = os.path.join(tmp_dir, f"{i}.keras")
-            model.save(tmp)
-            staged.append((tmp, path))
-        for tmp, path in staged:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        _save_all(targets)
+    except OSError as err:
+        print(
+            f"{argv[0]}: cannot write {err.filename or args.output}: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return 1
     for _, path in targets:
         print(f"wrote {path}")
     return 0

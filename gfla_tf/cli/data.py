@@ -8,15 +8,18 @@ Examples::
     gfla data sheet data/synthetic --out sheet.png --pairs 8
 """
 
-import argparse
+from __future__ import annotations
+
 import logging
 import sys
+
+from gfla_tf.cli.main import ArgumentParser
 
 logger = logging.getLogger(__name__)
 
 
 def _parser(prog):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
 
     synth = sub.add_parser("synth", help="generate the synthetic person dataset")
@@ -109,7 +112,7 @@ def _sheet(args):
     return 0
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     """Runs ``gfla data <action>``; returns the exit status.
 
     Args:

@@ -14,19 +14,18 @@ gallery from an annotation CSV or a dataset root. The server listens on
 network only on purpose. The API is described in docs/demo.md.
 """
 
-import argparse
 import logging
 import os
 import socket
 import sys
 
+from gfla_tf.cli.main import ArgumentParser
+
 logger = logging.getLogger(__name__)
 
 
 def _parser(prog):
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.splitlines()[0].replace("``", "")
-    )
+    parser = ArgumentParser(prog=prog, description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument(
         "--model",
         help=".keras, SavedModel (or TF Serving base) dir or .tflite "

@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 
+from gfla_tf.cli.main import ArgumentParser
 from gfla_tf.evaluation import evaluator
 from gfla_tf.evaluation.fid import FID_PROTOCOLS
 from gfla_tf.pretrained.errors import WeightsUnavailableError
@@ -29,7 +30,7 @@ def _positive_int(text):
 
 def build_parser(prog="gfla evaluate"):
     """The argument parser of ``gfla evaluate``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Generate every test pair with a model and compute the paper's metrics.",
     )

@@ -17,7 +17,6 @@ model. See docs/serving.md.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -25,14 +24,13 @@ import tempfile
 from collections.abc import Sequence
 
 from gfla_tf.cli.errors import one_line
+from gfla_tf.cli.main import ArgumentParser
 
 logger = logging.getLogger(__name__)
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.splitlines()[0].replace("``", "")
-    )
+def _parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument(
         "--model",
         required=True,

@@ -37,6 +37,7 @@ import numpy as np
 
 from gfla_tf import io
 from gfla_tf.cli.errors import one_line
+from gfla_tf.cli.main import ArgumentParser
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
         prog=prog,
         description=__doc__.splitlines()[0].replace("``", ""),
         epilog="Repose a dataset image: --source-pose ANNOTATIONS.csv#SOURCE_NAME "

@@ -12,17 +12,18 @@ Example::
     gfla quickstart --workdir runs/quickstart
 """
 
-import argparse
 import logging
 import os
 import sys
 import time
 
+from gfla_tf.cli.main import ArgumentParser
+
 logger = logging.getLogger(__name__)
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog=argv[0], description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=argv[0], description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default=os.path.join("runs", "quickstart"))
     parser.add_argument("--fast", action="store_true", help="tiny model and data (seconds)")
     parser.add_argument("--steps", type=int, default=None, help="steps per stage (override)")

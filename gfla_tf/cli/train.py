@@ -20,6 +20,8 @@ import logging
 import os
 import sys
 
+from gfla_tf.cli.main import ArgumentParser
+
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
@@ -39,8 +41,8 @@ def _fields_help() -> str:
     return "\n".join(lines)
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
         prog=prog,
         description="Train one stage of GFLA from a config file. Rerunning the same command\n"
         "after an interruption resumes from the newest intact training state in --workdir.",

@@ -7,12 +7,16 @@ Images are warped with ``ImageProjectiveTransformV3`` (a TensorFlow builtin, so 
 pipeline stays in-graph) and the keypoints are moved by the same transform.
 """
 
+from __future__ import annotations
+
 import math
 
 import tensorflow as tf
 
 
-def sample_affine(seed, max_angle, max_shift, scale_range):
+def sample_affine(
+    seed: tf.Tensor, max_angle: float, max_shift: float, scale_range: tuple[float, float]
+) -> tf.Tensor:
     """Draws one random similarity transform, stateless.
 
     Args:
@@ -31,7 +35,7 @@ def sample_affine(seed, max_angle, max_shift, scale_range):
     return tf.stack([angle, u[1] * max_shift, u[2] * max_shift, scale])
 
 
-def affine_matrix(params, height, width):
+def affine_matrix(params: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """The 3x3 forward matrix (input pixel -> output pixel) of ``sample_affine`` params.
 
     The rotation and scale are about the image centre ((width - 1) / 2, (height - 1) / 2),
@@ -50,7 +54,7 @@ def affine_matrix(params, height, width):
     )
 
 
-def transform_image(image, matrix, fill_mode="NEAREST"):
+def transform_image(image: tf.Tensor, matrix: tf.Tensor, fill_mode: str = "NEAREST") -> tf.Tensor:
     """Warps ``image`` [H, W, C] by the forward 3x3 ``matrix``, keeping its size."""
     inverse = tf.linalg.inv(matrix)
     # ImageProjectiveTransformV3 maps each output pixel to the input point it reads.
@@ -67,7 +71,7 @@ def transform_image(image, matrix, fill_mode="NEAREST"):
     return out[0]
 
 
-def transform_keypoints(keypoints, matrix):
+def transform_keypoints(keypoints: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
     """Moves (x, y) keypoints [K, 2] by the forward ``matrix``; missing ones stay -1."""
     missing = tf.reduce_any(keypoints < 0, axis=-1, keepdims=True)
     moved = tf.linalg.matvec(matrix[:2, :2], keypoints) + matrix[:2, 2]
@@ -75,15 +79,15 @@ def transform_keypoints(keypoints, matrix):
 
 
 def augment_pair(
-    source_image,
-    target_image,
-    source_keypoints,
-    target_keypoints,
-    seed,
-    max_angle=5.0,
-    max_shift=5.0,
-    scale_range=(0.95, 1.05),
-):
+    source_image: tf.Tensor,
+    target_image: tf.Tensor,
+    source_keypoints: tf.Tensor,
+    target_keypoints: tf.Tensor,
+    seed: tf.Tensor,
+    max_angle: float = 5.0,
+    max_shift: float = 5.0,
+    scale_range: tuple[float, float] = (0.95, 1.05),
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Applies the Market-1501 augmentation to a source/target pair.
 
     Args:

@@ -18,10 +18,13 @@ list of problems (``on_bad_data="stop"``) or drops the affected pairs and logs t
 (``"skip"``).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import logging
 import os
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -60,7 +63,7 @@ class ScanReport:
       pairs_file: the pairs CSV found (or None).
       num_annotated: images with a well-formed annotation row.
       num_pairs_listed: rows of the pairs CSV.
-      num_images_checked: image files whose header and ending were checked.
+      num_images_checked: image files opened to check their header and ending.
       pairs: the usable pairs, (source name, target name).
       keypoints: name -> [18, 2] (x, y) in the annotation frame.
       problems: every problem found, one line each.
@@ -70,8 +73,8 @@ class ScanReport:
     root: str
     kind: str
     split: str
-    annotation_file: str = None
-    pairs_file: str = None
+    annotation_file: str | None = None
+    pairs_file: str | None = None
     num_annotated: int = 0
     num_pairs_listed: int = 0
     num_images_checked: int = 0
@@ -80,7 +83,7 @@ class ScanReport:
     problems: list = dataclasses.field(default_factory=list)
     fatal: bool = False
 
-    def summary(self):
+    def summary(self) -> str:
         """A multi-line human-readable report with the counts and every problem."""
         lines = [
             f"dataset {self.root} ({self.kind}, {self.split})",
@@ -96,7 +99,9 @@ class ScanReport:
         return "\n".join(lines)
 
 
-def find_split_files(root, kind, split):
+def find_split_files(
+    root: str | os.PathLike, kind: str, split: str
+) -> tuple[str | None, str | None]:
     """Locates the annotation and pairs CSVs of a split.
 
     Args:
@@ -125,7 +130,7 @@ def _check_kind_split(kind, split):
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-def check_image_file(path):
+def check_image_file(path: str | os.PathLike) -> str | None:
     """Fast check of one image file without decoding the pixels.
 
     Reads the header with PIL (format, size) and checks the end-of-file marker of PNG and
@@ -160,7 +165,7 @@ def check_image_file(path):
 
 def _read_pairs(path, problems):
     pairs = []
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         lines = f.read().splitlines()
     if not lines or [c.strip() for c in lines[0].split(",")] != ["from", "to"]:
         raise kp.KeypointFormatError(
@@ -177,7 +182,9 @@ def _read_pairs(path, problems):
     return pairs
 
 
-def scan_dataset(root, kind, split, check_images=True):
+def scan_dataset(
+    root: str | os.PathLike, kind: str, split: str, check_images: bool = True
+) -> ScanReport:
     """Checks a split before training: CSVs, rows, pairs and image (and flow) files.
 
     Args:
@@ -206,9 +213,10 @@ def scan_dataset(root, kind, split, check_images=True):
             report.fatal = True
     if report.fatal:
         return report
+    rejected = set()  # images whose annotation row is malformed: reported once, there
     try:
         report.keypoints, row_problems = kp.read_annotation_csv(
-            report.annotation_file, strict=False
+            report.annotation_file, strict=False, rejected=rejected
         )
         report.problems.extend(row_problems)
         listed = _read_pairs(report.pairs_file, report.problems)
@@ -228,10 +236,16 @@ def scan_dataset(root, kind, split, check_images=True):
     def image_ok(name):
         if name not in image_status:
             problem = None
+            path = os.path.join(image_dir, name)
+            if name in rejected and name not in report.keypoints:
+                image_status[name] = False
+                return False
             if name not in report.keypoints:
                 problem = f"{report.pairs_file}: pair names {name!r}, which has no annotation"
             elif check_images:
-                problem = check_image_file(os.path.join(image_dir, name))
+                if os.path.isfile(path):
+                    report.num_images_checked += 1
+                problem = check_image_file(path)
             if problem:
                 report.problems.append(problem)
             image_status[name] = problem is None
@@ -246,11 +260,10 @@ def scan_dataset(root, kind, split, check_images=True):
                 ok = False
         if ok:
             report.pairs.append((source, target))
-    report.num_images_checked = len(image_status) if check_images else 0
     return report
 
 
-def default_synthetic_root(data_config):
+def default_synthetic_root(data_config: ml_collections.ConfigDict) -> str:
     """Where a synthetic dataset with an empty ``root`` is cached."""
     base = os.environ.get("GFLA_DATA_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "gfla"
@@ -262,7 +275,7 @@ def default_synthetic_root(data_config):
     )
 
 
-def resolve_root(data_config):
+def resolve_root(data_config: ml_collections.ConfigDict) -> str:
     """The dataset root; for the synthetic kind, generates the dataset when needed.
 
     A synthetic ``root`` that already holds a complete synthetic dataset is used as is;
@@ -298,7 +311,9 @@ def _annotation_size(data_config, root):
     return int(data_config.annotation_height), int(data_config.annotation_width)
 
 
-def load_split(data_config, split, root=None):
+def load_split(
+    data_config: ml_collections.ConfigDict, split: str, root: str | None = None
+) -> ScanReport:
     """Scans a split and applies ``on_bad_data``; returns the clean ``ScanReport``.
 
     Args:
@@ -340,17 +355,17 @@ def load_split(data_config, split, root=None):
 
 
 def build_dataset(
-    data_config,
-    split,
-    batch_size,
-    image_size,
+    data_config: ml_collections.ConfigDict,
+    split: str,
+    batch_size: int,
+    image_size: tuple[int, int],
     *,
-    shuffle=None,
-    repeat=None,
-    drop_remainder=None,
-    input_context=None,
-    with_names=False,
-):
+    shuffle: bool | None = None,
+    repeat: bool | None = None,
+    drop_remainder: bool | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    with_names: bool = False,
+) -> tf.data.Dataset:
     """Builds the tf.data pipeline of source/target pairs.
 
     Yields dict batches: ``source_image``, ``target_image`` ([B, H, W, 3] float32 in

@@ -10,17 +10,21 @@ On disk a flow is a 16-bit RGB PNG (the KITTI flow encoding): channel c in {0, 1
 (``tf.io.decode_png(..., dtype=tf.uint16)``), so the input pipeline stays in-graph.
 """
 
+from __future__ import annotations
+
+import os
 import struct
 import zlib
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 FLOW_SCALE = 64.0
 FLOW_OFFSET = 32768.0
 
 
-def encode_flow_png(flow, visibility):
+def encode_flow_png(flow: ArrayLike, visibility: ArrayLike) -> np.ndarray:
     """Packs a flow and visibility into the uint16 [H, W, 3] array of a flow PNG.
 
     Args:
@@ -46,7 +50,7 @@ def encode_flow_png(flow, visibility):
     return out
 
 
-def decode_flow_png(array):
+def decode_flow_png(array: ArrayLike | tf.Tensor) -> tuple:
     """Unpacks a flow PNG's uint16 array (numpy or tensor) into (flow, visibility).
 
     Args:
@@ -74,7 +78,7 @@ def _png_chunk(kind, data):
     )
 
 
-def encode_png16(array, compress_level=1):
+def encode_png16(array: ArrayLike, compress_level: int = 1) -> bytes:
     """Encodes a uint16 [H, W, 3] array as PNG bytes (PIL cannot write 16-bit RGB).
 
     Args:
@@ -100,7 +104,7 @@ def encode_png16(array, compress_level=1):
     )
 
 
-def write_flow_png(path, flow, visibility):
+def write_flow_png(path: str | os.PathLike, flow: ArrayLike, visibility: ArrayLike) -> None:
     """Writes a flow and visibility as a 16-bit flow PNG (see the module docstring).
 
     Args:
@@ -112,7 +116,7 @@ def write_flow_png(path, flow, visibility):
         f.write(encode_png16(encode_flow_png(flow, visibility)))
 
 
-def read_flow(path):
+def read_flow(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Reads a flow PNG written by ``write_flow_png``.
 
     Args:
@@ -126,7 +130,7 @@ def read_flow(path):
     return flow, visibility
 
 
-def resize_flow(flow, visibility, factor):
+def resize_flow(flow: tf.Tensor, visibility: tf.Tensor, factor: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Downsamples a ground-truth flow to a feature resolution (1/factor).
 
     Feature pixel (i, j) covers the factor x factor block of full-resolution pixels it
@@ -173,7 +177,7 @@ def resize_flow(flow, visibility, factor):
     return mean_flow / float(factor), tf.cast(vis_mean >= 0.5, tf.float32)
 
 
-def warp_numpy(image, flow):
+def warp_numpy(image: ArrayLike, flow: ArrayLike) -> np.ndarray:
     """Backward-warps ``image`` by ``flow`` with bilinear sampling (numpy).
 
     Output pixel (x, y) samples the image at (x + flow_x, y + flow_y); the two taps on

@@ -14,12 +14,17 @@ or COCO-17 files line up with the dataset annotations. ``SIDES`` gives each inde
 side in that (OpenPose) sense.
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
+
+from gfla_tf import io
 
 NUM_KEYPOINTS = 18
 
@@ -79,13 +84,15 @@ class KeypointFormatError(ValueError):
     """A keypoint file or annotation row that cannot be read; the message names it."""
 
 
-def missing_mask(keypoints):
+def missing_mask(keypoints: ArrayLike | tf.Tensor) -> tf.Tensor:
     """Returns a boolean array [..., 18], True where a keypoint is missing (negative)."""
     keypoints = np.asarray(keypoints)
     return np.any(keypoints < 0, axis=-1)
 
 
-def scale_keypoints(keypoints, from_size, to_size):
+def scale_keypoints(
+    keypoints: ArrayLike | tf.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]
+):
     """Scales keypoints from one image frame to another, keeping missing ones at -1.
 
     Each axis is scaled by its own ratio, as when an image is resized without keeping the
@@ -112,7 +119,9 @@ def scale_keypoints(keypoints, from_size, to_size):
     return np.where(missing, np.float32(-1.0), scaled).astype(np.float32)
 
 
-def keypoints_to_heatmaps(keypoints, height, width, sigma=6.0):
+def keypoints_to_heatmaps(
+    keypoints: ArrayLike | tf.Tensor, height: int, width: int, sigma: float = 6.0
+) -> tf.Tensor:
     """Draws one Gaussian heatmap per keypoint, in-graph and vectorised.
 
     Channel n is ``exp(-((yy - y_n)^2 + (xx - x_n)^2) / (2 sigma^2))`` over the pixel grid
@@ -219,7 +228,7 @@ def _map_indices(points, mapping):
     return out
 
 
-def coco17_to_18(points):
+def coco17_to_18(points: ArrayLike) -> np.ndarray:
     """Maps COCO-17 keypoints [17, 2] to the 18-point order.
 
     The neck is the midpoint of the shoulders, missing if either shoulder is missing.
@@ -238,7 +247,7 @@ def coco17_to_18(points):
     return out.astype(np.float32)
 
 
-def openpose_to_18(points):
+def openpose_to_18(points: ArrayLike) -> np.ndarray:
     """Maps OpenPose COCO-18 [18, 2] or BODY_25 [25, 2] keypoints to the 18-point order."""
     points = np.asarray(points, np.float64)
     if points.shape[0] == 18:
@@ -248,7 +257,9 @@ def openpose_to_18(points):
     raise KeypointFormatError(f"expected 18 or 25 OpenPose keypoints, got {points.shape[0]}")
 
 
-def parse_keypoint_list(text, source="annotation", what="keypoint list"):
+def parse_keypoint_list(
+    text: str, source: str = "annotation", what: str = "keypoint list"
+) -> np.ndarray:
     """Parses one ``[y0, y1, ...]`` list of the annotation CSV into 18 floats.
 
     Args:
@@ -284,13 +295,21 @@ def parse_keypoint_list(text, source="annotation", what="keypoint list"):
     return array
 
 
-def read_annotation_csv(path, strict=True):
+def read_annotation_csv(
+    path: str | os.PathLike, strict: bool = True, rejected: set[str] | None = None
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """Reads a community annotation CSV (``name:keypoints_y:keypoints_x``).
+
+    Each line is one row: the format has no quoting, so a stray quote character spoils
+    only its own row (a CSV reader would read on to the next quote). A UTF-8 byte-order
+    mark, as spreadsheets write it, is accepted.
 
     Args:
       path: the CSV file (``fashion-annotation-train.csv`` and the like).
       strict: if True, the first malformed row raises; if False, malformed rows are
         collected and returned.
+      rejected: if given (and not strict), the image names of malformed rows are added
+        to it, so that callers can tell "annotated badly" from "not annotated".
 
     Returns:
       ``(keypoints, problems)``: a dict name -> float32 [18, 2] (x, y) array in the
@@ -301,8 +320,8 @@ def read_annotation_csv(path, strict=True):
       FileNotFoundError: if the file does not exist.
     """
     keypoints, problems = {}, []
-    with open(path, newline="") as f:
-        reader = csv.reader(f, delimiter=":")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=":", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["name", "keypoints_y", "keypoints_x"]:
             raise KeypointFormatError(
@@ -331,11 +350,15 @@ def read_annotation_csv(path, strict=True):
                 if strict:
                     raise
                 problems.append(str(err))
+                if rejected is not None and row and row[0].strip():
+                    rejected.add(row[0].strip())
     return keypoints, problems
 
 
-def write_annotation_csv(path, keypoints):
+def write_annotation_csv(path: str | os.PathLike, keypoints: dict[str, np.ndarray]) -> None:
     """Writes keypoints as a community annotation CSV (integer coordinates, -1 = missing).
+
+    The file is written atomically (``gfla_tf.io``).
 
     Args:
       path: output file.
@@ -349,11 +372,10 @@ def write_annotation_csv(path, keypoints):
         ys = "[" + ", ".join(str(int(v)) for v in ints[:, 1]) + "]"
         xs = "[" + ", ".join(str(int(v)) for v in ints[:, 0]) + "]"
         lines.append(f"{name}:{ys}:{xs}")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    io.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def read_openpose_json(path, min_confidence=0.0):
+def read_openpose_json(path: str | os.PathLike, min_confidence: float = 0.0) -> np.ndarray:
     """Reads an OpenPose JSON file (COCO-18 or BODY_25) and returns the main person.
 
     Args:
@@ -394,7 +416,7 @@ def _openpose_from_data(data, source, min_confidence=0.0):
     return _pick(persons, source).astype(np.float32)
 
 
-def read_coco_json(path, min_visibility=0):
+def read_coco_json(path: str | os.PathLike, min_visibility: int = 0) -> np.ndarray:
     """Reads COCO-17 keypoints (a COCO annotation, an annotations file, or a 17-point list).
 
     Args:
@@ -430,13 +452,13 @@ def _coco_from_data(data, source, min_visibility=0):
 
 def _load_json(path):
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as err:
         raise KeypointFormatError(f"{path}: not valid JSON ({err})") from None
 
 
-def read_keypoints(path, name=None):
+def read_keypoints(path: str | os.PathLike, name: str | None = None) -> np.ndarray:
     """Reads the 18 keypoints of one person from any supported file, detecting the format.
 
     Supported: OpenPose JSON (COCO-18 or BODY_25), COCO-17 JSON (annotation, annotations
@@ -495,7 +517,7 @@ def read_keypoints(path, name=None):
     )
 
 
-def heatmaps_numpy(keypoints, height, width, sigma=6.0):
+def heatmaps_numpy(keypoints: ArrayLike, height: int, width: int, sigma: float = 6.0) -> np.ndarray:
     """The heatmap formula written directly in numpy (for tests and offline tools).
 
     Args:

@@ -1,11 +1,14 @@
 """Pictures for people: flow as colour, skeletons, and dataset contact sheets (numpy/PIL)."""
 
+from __future__ import annotations
+
 import os
-import tempfile
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image, ImageDraw
 
+from gfla_tf import io
 from gfla_tf.data import dataset, synthetic
 from gfla_tf.data import flow as flow_lib
 from gfla_tf.data import keypoints as kp
@@ -18,11 +21,13 @@ _SIDE_COLOURS = {
 }
 
 
-def flow_to_color(flow, max_flow=None):
+def flow_to_color(flow: ArrayLike, max_flow: float | None = None) -> np.ndarray:
     """Colours a flow field: hue = direction, saturation = magnitude, zero = white.
 
     Args:
-      flow: [..., H, W, 2] array or tensor (x, y) in pixels.
+      flow: [..., H, W, 2] array or tensor (x, y) in pixels: a backward flow, so a
+        pixel's colour says where in the source it comes from (hue 0 = red = from the
+        right, +x; the hue turns towards +y, down).
       max_flow: magnitude shown at full saturation; default the largest magnitude in
         ``flow`` (so each call is normalised on its own; pass a value to compare images).
 
@@ -55,7 +60,7 @@ def flow_to_color(flow, max_flow=None):
     return np.rint(np.stack([r, g, b], axis=-1) * 255.0).astype(np.uint8)
 
 
-def flow_legend(size=64):
+def flow_legend(size: int = 64) -> np.ndarray:
     """The colour wheel that explains :func:`flow_to_color`: a flow pointing from the
     centre to each pixel, full saturation on the rim (x to the right, y down, in pixels).
 
@@ -70,7 +75,7 @@ def flow_legend(size=64):
     return flow_to_color(np.stack([xx, yy], axis=-1), max_flow=(size - 1) / 2.0)
 
 
-def limb_colour(limb_index, limb=None):
+def limb_colour(limb_index: int, limb: tuple[int, int] | None = None) -> tuple[int, int, int]:
     """The RGB colour of a limb of ``keypoints.LIMBS``, by the body side it is on."""
     a, b = limb if limb is not None else kp.LIMBS[limb_index]
     sides = {kp.SIDES[a], kp.SIDES[b]} - {"C"}
@@ -79,7 +84,13 @@ def limb_colour(limb_index, limb=None):
     return palette[limb_index % len(palette)]
 
 
-def draw_skeleton(keypoints, image=None, size=None, line_width=None, radius=None):
+def draw_skeleton(
+    keypoints: ArrayLike,
+    image: ArrayLike | None = None,
+    size: tuple[int, int] | None = None,
+    line_width: int | None = None,
+    radius: float | None = None,
+) -> np.ndarray:
     """Draws the 18-keypoint skeleton, limbs coloured by body side.
 
     Args:
@@ -120,24 +131,14 @@ def draw_skeleton(keypoints, image=None, size=None, line_width=None, radius=None
     return np.asarray(canvas)
 
 
-def save_png_atomic(path, image):
-    """Writes a uint8 image as PNG via a temporary file and an atomic rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def contact_sheet(root, split="train", num_pairs=8, kind=None, out_path=None, scale=None):
+def contact_sheet(
+    root: str | os.PathLike,
+    split: str = "train",
+    num_pairs: int = 8,
+    kind: str | None = None,
+    out_path: str | os.PathLike | None = None,
+    scale: int | None = None,
+) -> np.ndarray:
     """A picture of a dataset's pairs, one row per pair.
 
     Columns: source, target, source skeleton, target skeleton and, when the dataset has
@@ -194,5 +195,6 @@ def contact_sheet(root, split="train", num_pairs=8, kind=None, out_path=None, sc
     if factor > 1:
         sheet = np.repeat(np.repeat(sheet, factor, axis=0), factor, axis=1)
     if out_path:
-        save_png_atomic(out_path, sheet)
+        with io.atomic_path(out_path) as tmp:
+            Image.fromarray(sheet).save(tmp, format="PNG")
     return sheet

@@ -80,6 +80,8 @@ def get_base_config():
     config.data.synthetic_test_pairs = 64
     config.data.synthetic_size = 64
     config.data.synthetic_seed = 0
+    # Extra training pairs whose target is the source itself (zero flow).
+    config.data.synthetic_identity_pairs = 0
 
     # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
     config.loss = ml_collections.ConfigDict()

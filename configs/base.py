@@ -85,7 +85,11 @@ def get_base_config():
 
     # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
     config.loss = ml_collections.ConfigDict()
-    config.loss.stage1 = ml_collections.ConfigDict(dict(correctness=20.0, regularization=0.01))
+    # warp_correctness and person_l1 (gfla_tf.losses.pixel) need ground-truth flow (synthetic
+    # data only); 0 = off, as in the paper.
+    config.loss.stage1 = ml_collections.ConfigDict(
+        dict(correctness=20.0, regularization=0.01, warp_correctness=0.0)
+    )
     config.loss.stage2 = ml_collections.ConfigDict(
         dict(
             l1=5.0,
@@ -94,6 +98,8 @@ def get_base_config():
             regularization=0.0025,
             content=0.5,
             style=500.0,
+            warp_correctness=0.0,
+            person_l1=0.0,
         )
     )
     config.loss.vgg_weights = "imagenet"  # imagenet | random | path to a .weights.h5 file

@@ -19,9 +19,10 @@ import keras
 import tensorflow as tf
 
 from gfla_tf import losses
+from gfla_tf.losses import pixel as pixel_losses
 from gfla_tf.training import compat
 
-STAGE1_LOSSES = ("correctness", "regularization", "flow_supervision")
+STAGE1_LOSSES = ("correctness", "regularization", "flow_supervision", "warp_correctness")
 STAGE2_LOSSES = (
     "l1",
     "correctness",
@@ -30,6 +31,8 @@ STAGE2_LOSSES = (
     "content",
     "style",
     "flow_supervision",
+    "warp_correctness",
+    "person_l1",
 )
 INPUT_KEYS = ("source_image", "source_pose", "target_pose")
 VGG_LOSSES = ("correctness", "content", "style")
@@ -237,6 +240,19 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             terms["regularization"] = self._average(per_example)
         if self._weight("flow_supervision"):
             terms["flow_supervision"] = self._average(self._flow_supervision(data, flows))
+        if self._weight("warp_correctness"):
+            # Pixel-space sampling correctness (synthetic data: needs ground-truth flow).
+            per_example = 0.0
+            for flow, scale in zip(flows, self.attention_scales):
+                per_example += pixel_losses.warp_correctness_loss(
+                    data["source_image"],
+                    data["target_image"],
+                    flow,
+                    data["flow"],
+                    data["visibility"],
+                    scale,
+                )
+            terms["warp_correctness"] = self._average(per_example)
         return terms
 
     def _flow_supervision(self, data, flows):
@@ -341,6 +357,10 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             terms = self._flow_losses(data, outputs["flows"], source_features, target_features)
             if self._weight("l1"):
                 terms["l1"] = self._average(losses.l1_loss(fake, target_image))
+            if self._weight("person_l1"):
+                terms["person_l1"] = self._average(
+                    pixel_losses.person_l1_loss(fake, target_image, data["flow"])
+                )
             if self._weight("content") or self._weight("style"):
                 fake_features = self._vgg(fake)
                 if self._weight("content"):

@@ -85,10 +85,10 @@ def get_base_config():
 
     # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
     config.loss = ml_collections.ConfigDict()
-    # warp_correctness and person_l1 (gfla_tf.losses.pixel) need ground-truth flow (synthetic
-    # data only); 0 = off, as in the paper.
+    # warp_correctness, person_l1 and mask_visibility (gfla_tf.losses.pixel) need
+    # ground-truth flow (synthetic data only); 0 = off, as in the paper.
     config.loss.stage1 = ml_collections.ConfigDict(
-        dict(correctness=20.0, regularization=0.01, warp_correctness=0.0)
+        dict(correctness=20.0, regularization=0.01, warp_correctness=0.0, mask_visibility=0.0)
     )
     config.loss.stage2 = ml_collections.ConfigDict(
         dict(
@@ -100,6 +100,7 @@ def get_base_config():
             style=500.0,
             warp_correctness=0.0,
             person_l1=0.0,
+            mask_visibility=0.0,
         )
     )
     config.loss.vgg_weights = "imagenet"  # imagenet | random | path to a .weights.h5 file

@@ -86,3 +86,28 @@ def person_l1_loss(generated, target_image, gt_flow):
     """
     error = tf.abs(tf.cast(generated, tf.float32) - tf.cast(target_image, tf.float32))
     return _masked_mean(error, person_region(gt_flow))
+
+
+def mask_visibility_loss(mask, visibility, scale):
+    """Per-example one-sided occlusion-mask loss: -log(mask) where the source shows the target.
+
+    Where the ground-truth flow is visible (the source shows that surface point; the static
+    background included) the warped source features are right, so the mask should select
+    them (mask -> 1). Occluded pixels get no term: their mask is left to the image losses
+    (a two-sided target drove the masks to 0 on thin limbs, whose visibility is sparse;
+    see benchmarks/RESULTS.md).
+
+    Args:
+      mask: [B, H/scale, W/scale, 1] predicted occlusion mask in (0, 1).
+      visibility: [B, H, W, 1] ground-truth visibility (full resolution).
+      scale: the mask's down-sampling factor.
+
+    Returns:
+      [B] loss per example (mean over that scale's visible pixels).
+    """
+    visible = _downsample(tf.cast(visibility, tf.float32), int(scale))
+    visible = tf.cast(visible >= 0.5, tf.float32)
+    log_mask = tf.math.log(tf.clip_by_value(tf.cast(mask, tf.float32), 1e-6, 1.0))
+    return -tf.reduce_sum(log_mask * visible, axis=[1, 2, 3]) / (
+        tf.reduce_sum(visible, axis=[1, 2, 3]) + 1.0
+    )

@@ -22,7 +22,13 @@ from gfla_tf import losses
 from gfla_tf.losses import pixel as pixel_losses
 from gfla_tf.training import compat
 
-STAGE1_LOSSES = ("correctness", "regularization", "flow_supervision", "warp_correctness")
+STAGE1_LOSSES = (
+    "correctness",
+    "regularization",
+    "flow_supervision",
+    "warp_correctness",
+    "mask_visibility",
+)
 STAGE2_LOSSES = (
     "l1",
     "correctness",
@@ -33,6 +39,7 @@ STAGE2_LOSSES = (
     "flow_supervision",
     "warp_correctness",
     "person_l1",
+    "mask_visibility",
 )
 INPUT_KEYS = ("source_image", "source_pose", "target_pose")
 VGG_LOSSES = ("correctness", "content", "style")
@@ -274,6 +281,15 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             )
         return per_example
 
+    def _mask_losses(self, data, masks):
+        """The occlusion masks' visibility term (synthetic data: needs ground truth)."""
+        if not self._weight("mask_visibility"):
+            return {}
+        per_example = 0.0
+        for mask, scale in zip(masks, self.attention_scales):
+            per_example += pixel_losses.mask_visibility_loss(mask, data["visibility"], scale)
+        return {"mask_visibility": self._average(per_example)}
+
     def _weighted_total(self, terms):
         total = 0.0
         for name, value in terms.items():
@@ -322,6 +338,7 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
         with tf.GradientTape() as tape:
             outputs = self.generator.flow_estimator(inputs, training=train)
             terms = self._flow_losses(data, outputs["flows"], source_features, target_features)
+            terms.update(self._mask_losses(data, outputs["masks"]))
             total = self._weighted_total(terms)
             scaled = self.g_optimizer.scale_loss(total) if train else total
         if train:
@@ -355,6 +372,7 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
                     self.d_optimizer.apply_gradients(_with_gradients(d_grads, d_variables))
 
             terms = self._flow_losses(data, outputs["flows"], source_features, target_features)
+            terms.update(self._mask_losses(data, outputs["masks"]))
             if self._weight("l1"):
                 terms["l1"] = self._average(losses.l1_loss(fake, target_image))
             if self._weight("person_l1"):

@@ -54,6 +54,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["gfla_tf", "gfla_tf.*"]) + ["gfla_tf.configs"],
     package_dir={"gfla_tf.configs": "configs"},
+    # The page of `gfla demo` (HTML, CSS, JavaScript), served from the installed package.
+    package_data={"gfla_tf.demo": ["static/*.html", "static/*.css", "static/*.js"]},
     # The name keeps the .so inside gfla_tf/ops/ where the lazy loader looks for it.
     ext_modules=[Extension("gfla_tf.ops._gfla_ops", sources=[])],
     cmdclass={"build_ext": BuildTFOps},
@@ -64,12 +66,25 @@ setup(
         "pillow",
         "absl-py",
         "ml-collections",
+        # gfla evaluate: the paper's SSIM variants and Market's person mask.
+        "scikit-image",
+        # gfla demo: the ASGI app and its server.
+        "starlette>=0.40",
+        "uvicorn>=0.30",
     ],
     extras_require={
         "convert": ["torch"],
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
         "tflite": ["ai-edge-litert"],
-        "test": ["pytest", "pytest-xdist", "ruff", "ai-edge-litert", "tensorflow-serving-api"],
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "ruff",
+            "ai-edge-litert",
+            "tensorflow-serving-api",
+            "httpx",
+            "playwright",
+        ],
     },
     entry_points={"console_scripts": ["gfla=gfla_tf.cli.main:main"]},
     zip_safe=False,

@@ -103,7 +103,11 @@ def get_base_config():
             mask_visibility=0.0,
         )
     )
-    config.loss.vgg_weights = "imagenet"  # imagenet | random | path to a .weights.h5 file
+    # VGG19 of the correctness, content and style losses (gfla_tf.losses.build_vgg_extractor):
+    # "torchvision" = torchvision's ImageNet VGG19, the paper's, from $GFLA_VGG19_WEIGHTS or
+    # the torch hub cache (vgg19-dcbb9e9d.pth) or ~/.keras/gfla/vgg19.pth; or a path to its
+    # .pth/.npz state dict; "imagenet" / a Keras .h5 = Keras' weights (not the paper's); "random".
+    config.loss.vgg_weights = "torchvision"
     # Target positions per chunk of the correctness loss's max over source positions: its
     # peak memory is batch x chunk x (H*W) floats instead of batch x (H*W)^2.
     config.loss.correctness_chunk = 1024

@@ -38,7 +38,7 @@ def workspace(tmp_path_factory):
 def tiny_inception_module():
     """Replaces InceptionV3 with a small random network (the FID plumbing is what is tested)."""
 
-    def build(weights="imagenet", input_size=299):
+    def build(weights="default", input_size=299, protocol="gfla"):
         keras.utils.set_random_seed(1)
         inputs = keras.Input((input_size, input_size, 3))
         x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
@@ -69,8 +69,16 @@ def test_evaluate_writes_metrics_and_report(default_run):
     assert result["num_pairs"] == NUM_TEST_PAIRS
     assert {"ssim", "psnr", "lpips", "fid", "epe", "warp_ssim"} <= set(metrics)
     assert -1 <= metrics["ssim"] <= 1 and metrics["lpips"] >= 0 and np.isfinite(metrics["fid"])
-    assert set(metrics["epe"]) == {"1/8", "1/4"}
-    assert set(metrics["epe"]["1/4"]) == {"all", "visible"}
+    assert 0 <= metrics["lpips_masked"] and "person mask" in result["protocol"]["lpips"]
+    # Flow EPE like the quickstart's: full-resolution px per scale, zero flow beside it.
+    assert set(metrics["epe"]) == {"unit", "resolution", "1/8", "1/4", "zero_flow"}
+    assert metrics["epe"]["unit"] == "px" and metrics["epe"]["resolution"] == "32x32 (full)"
+    for scale in ("1/8", "1/4", "zero_flow"):
+        assert set(metrics["epe"][scale]) == {"all", "visible", "moving"}
+    assert "ssim_gaussian_dynamic" in metrics and "ssim_uniform51" not in metrics
+    assert -1 <= metrics["ssim_gaussian_dynamic"] <= 1
+    assert set(result["protocol"]["paper_ssim"]) == {"ssim_gaussian_dynamic"}
+    assert "keras.applications.InceptionV3" in result["protocol"]["fid_features"]
     assert {"1/8", "1/4", "ground_truth"} == set(metrics["warp_ssim"])
     protocol = result["protocol"]
     assert protocol["resolution"] == [32, 32] and protocol["num_pairs"] == NUM_TEST_PAIRS
@@ -82,7 +90,9 @@ def test_evaluate_writes_metrics_and_report(default_run):
     page = (out / "report.html").read_text()
     assert "Best pairs by lpips" in page and "Worst pairs by lpips" in page
     images = sorted(os.listdir(out / "report"))
-    assert images == ["best_00.png", "best_01.png", "worst_00.png", "worst_01.png"]
+    strips = ["best_00.png", "best_01.png", "worst_00.png", "worst_01.png"]
+    # The flow panels' colour wheel (gfla_tf.data.visualize.flow_legend) is shown once.
+    assert images == sorted(strips + ["flow_legend.png"])
     assert all(f'src="report/{name}"' in page for name in images)
 
 
@@ -93,9 +103,10 @@ def default_run(workspace, tiny_inception_module):
     status = _evaluate(
         workspace,
         out,
-        "--metrics", "ssim,psnr,lpips,fid,epe",
+        "--metrics", "ssim,psnr,lpips,lpips_masked,fid,epe",
         "--lpips-weights", workspace["lpips"],
         "--inception-weights", "random",
+        "--fid-protocol", "keras",
         "--fid-input-size", "16",
         "--batch-size", "4",
         "--num-examples", "2",
@@ -123,3 +134,12 @@ def test_missing_weights_fail_before_generating(workspace, tmp_path, capsys):
     assert not os.path.exists(out / "metrics.json")
     assert _evaluate(workspace, out, "--metrics", "ssim,bogus") == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_gfla_fid_needs_a_whole_batch_of_64(workspace, tiny_inception_module, tmp_path, capsys):
+    out = tmp_path / "out"
+    extra = ("--metrics", "fid", "--inception-weights", "random", "--fid-protocol", "gfla")
+    assert _evaluate(workspace, out, *extra) == 2
+    error = capsys.readouterr().err
+    assert "whole batches of 64" in error and "--fid-protocol keras" in error
+    assert not os.path.exists(out / "metrics.json")

@@ -17,6 +17,7 @@ from gfla_tf.evaluation import (
     frechet_distance,
     psnr,
     ssim,
+    ssim_map,
     warp,
     warped_ssim,
 )
@@ -226,7 +227,7 @@ def tiny_extractor(size=16, dim=8):
 
 
 def test_fid_of_identical_sets_is_zero_and_differs_otherwise():
-    fid = FID(feature_extractor=tiny_extractor(), input_size=16)
+    fid = FID(feature_extractor=tiny_extractor(), input_size=16, protocol="keras")
     rng = np.random.RandomState(3)
     real = [rng.uniform(-1, 1, (10, 20, 20, 3)).astype(np.float32) for _ in range(3)]
     fake = [np.clip(x * 0.3 + 0.5, -1, 1) for x in real]
@@ -278,3 +279,30 @@ def test_downsample_ground_truth_scales_flow():
     assert small.shape == (1, 4, 4, 2) and vis.shape == (1, 4, 4, 1)
     np.testing.assert_allclose(small.numpy(), 2.0)
     np.testing.assert_allclose(vis.numpy(), 1.0)
+
+
+def test_person_mask_discs_limbs_and_missing_keypoints():
+    pytest.importorskip("skimage", reason="scikit-image draws the mask")
+    from gfla_tf.evaluation.person_mask import keypoint_mask
+
+    points = np.full((18, 2), -1.0)
+    points[0] = (20, 30)  # nose alone: skimage's radius-4 disc (distance < 4), closed 5x5
+    single = keypoint_mask(points, (64, 48))
+    assert single[30, 20] and single[30, 23] and single[27, 20] and not single[30, 24]
+    assert single.sum() == 45
+    points[1] = (20, 50)  # neck: the (2, 1) limb joins them with a band of half-width 4
+    joined = keypoint_mask(points, (64, 48))
+    assert joined[40, 16:25].all() and not joined[40, 25] and not joined[40, 15]
+    assert not joined[:, :10].any()
+    assert not keypoint_mask(np.full((18, 2), -1.0), (64, 48)).any()
+
+
+def test_ssim_equals_tf_image_ssim():
+    """The module's SSIM is tf.image.ssim on [0, 255] (range scaling for "dynamic")."""
+    a = _random_uint8(7, (2, 32, 28, 3))
+    b = _noisy(a, 8)
+    expected = tf.image.ssim(
+        tf.cast(a, tf.float32), tf.cast(b, tf.float32), max_val=255.0, return_index_map=True
+    )
+    np.testing.assert_allclose(ssim_map(a, b).numpy(), expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(ssim(a, b).numpy(), tf.image.ssim(a, b, 255).numpy(), atol=1e-5)

@@ -134,21 +134,21 @@ def test_custom_matches_reference_random(k):
         np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-4)
 
 
-@needs_lib
-def test_empty_inputs():
-    for batch, h, w in [(0, 4, 4), (2, 0, 3), (1, 3, 0)]:
-        source = tf.zeros([batch, 5, 5, 3])
+@pytest.mark.parametrize("impl", IMPLS_UNDER_TEST)
+def test_empty_inputs(impl):
+    for batch, h, w, src_h in [(0, 4, 4, 5), (2, 0, 3, 5), (1, 3, 0, 5), (0, 4, 4, 0)]:
+        source = tf.zeros([batch, src_h, 5, 3])
         flow = tf.zeros([batch, h, w, 2])
         attention = tf.zeros([batch, h, w, 9])
         with tf.GradientTape() as tape:
             tape.watch([source, flow, attention])
-            out = ops.local_attention(source, flow, attention, 3, impl="custom")
+            out = ops.local_attention(source, flow, attention, 3, impl=impl)
             loss = tf.reduce_sum(out)
         assert out.shape == (batch, h, w, 3)
         gs, gf, ga = tape.gradient(loss, [source, flow, attention])
         assert gs.shape == source.shape and not np.any(gs)
         assert gf.shape == flow.shape and ga.shape == attention.shape
-        assert ops.block_extract(source, flow, 3, impl="custom").shape == (batch, h, w, 9, 3)
+        assert ops.block_extract(source, flow, 3, impl=impl).shape == (batch, h, w, 9, 3)
 
 
 def _fractional_flow(rng, shape):
@@ -379,3 +379,41 @@ def test_bad_library_path_falls_back_in_subprocess(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert "RESULT 1 False True" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_loader_imports_nothing_of_the_package():
+    """The _custom <-> _loader import cycle is gone: only _custom imports _loader, and the
+    gradients are registered by importing gfla_tf.ops (which imports _custom)."""
+    import ast
+    import inspect
+
+    from tensorflow.python.framework import ops as tf_ops
+
+    tree = ast.parse(inspect.getsource(_loader))
+    modules = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
+    assert not [m for m in modules if m and m.startswith("gfla_tf")], modules
+    for op_name in ("GflaLocalAttention", "GflaBlockExtract"):
+        assert tf_ops.gradient_registry.lookup(op_name) is not None
+
+
+def _assert_ops(fn, *specs):
+    graph = tf.function(fn).get_concrete_function(*specs).graph
+    # tf.debugging.Assert puts its Assert op in a branch of a conditional.
+    return [op for op in graph.get_operations() if op.type in ("Assert", "If", "StatelessIf")]
+
+
+@pytest.mark.parametrize("impl", IMPLS_UNDER_TEST)
+def test_run_time_checks_only_where_static_shapes_leave_them_open(impl):
+    def call(s, f, a):
+        return ops.local_attention(s, f, a, 3, impl=impl)
+
+    static = [tf.TensorSpec(x) for x in ([2, 5, 5, 3], [2, 4, 4, 2], [2, 4, 4, 9])]
+    assert _assert_ops(call, *static) == []
+    # A Keras model's unknown batch: only the batch equalities are checked at run time.
+    dynamic = [tf.TensorSpec([None] + s.shape.as_list()[1:]) for s in static]
+    assert len(_assert_ops(call, *dynamic)) == 2

@@ -14,7 +14,8 @@ import logging
 import sys
 
 from gfla_tf.evaluation import evaluator
-from gfla_tf.evaluation.weights import WeightsUnavailableError
+from gfla_tf.evaluation.fid import FID_PROTOCOLS
+from gfla_tf.pretrained.errors import WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def build_parser(prog="gfla evaluate"):
         "--metrics",
         default="auto",
         help=f"comma-separated subset of {','.join(evaluator.METRICS)} (psnr comes with ssim); 'auto' (default) = "
-        "ssim,psnr,lpips,fid, plus epe on synthetic data",
+        "ssim,psnr,lpips,fid, plus epe on synthetic data and lpips_masked on Market",
     )
     parser.add_argument("--batch-size", type=_positive_int, default=8)
     parser.add_argument("--limit", type=_positive_int, default=None, help="first N pairs only")
@@ -56,10 +57,19 @@ def build_parser(prog="gfla evaluate"):
         "Keras cache; 'random' for smoke tests",
     )
     parser.add_argument(
+        "--fid-protocol",
+        choices=FID_PROTOCOLS,
+        default="gfla",
+        help="gfla (default): torchvision's inception_v3 with the GFLA authors' input mapping "
+        "and batches of 64, the paper's FID; keras: keras.applications.InceptionV3, not "
+        "comparable with published numbers",
+    )
+    parser.add_argument(
         "--inception-weights",
-        default="imagenet",
-        help="InceptionV3 weights file; default 'imagenet' (Keras cache / download); "
-        "'random' for smoke tests",
+        default="default",
+        help="gfla protocol: torchvision's inception_v3 state dict (.pth or .npz; default "
+        "$GFLA_INCEPTION_WEIGHTS or the torch hub cache); keras protocol: 'imagenet' or a "
+        "Keras weights file; 'random' for smoke tests",
     )
     parser.add_argument(
         "--fid-reference",
@@ -89,7 +99,8 @@ def main(argv):
     try:
         kind = evaluator.detect_dataset_kind(args.data) if args.dataset == "auto" else args.dataset
         if args.metrics == "auto":
-            metrics = ("ssim", "psnr", "lpips", "fid") + (("epe",) if kind == "synthetic" else ())
+            metrics = ("ssim", "psnr", "lpips", "fid")
+            metrics += {"synthetic": ("epe",), "market": ("lpips_masked",)}.get(kind, ())
         else:
             metrics = evaluator.parse_metrics(args.metrics)
         options = evaluator.EvaluationOptions(
@@ -103,6 +114,7 @@ def main(argv):
             split=args.split,
             lpips_weights=args.lpips_weights,
             inception_weights=args.inception_weights,
+            fid_protocol=args.fid_protocol,
             fid_reference=args.fid_reference,
             fid_input_size=args.fid_input_size,
             ssim_range=args.ssim_data_range,
@@ -117,5 +129,10 @@ def main(argv):
     metrics = result["metrics"]
     print(f"{result['num_pairs']} pairs, {result['protocol']['resolution']} -> {args.out}")
     for name, value in metrics.items():
-        print(f"  {name}: {value}")
+        if isinstance(value, dict):
+            print(f"  {name}:")
+            for key, sub in value.items():
+                print(f"    {key}: {sub}")
+        else:
+            print(f"  {name}: {value}")
     return 0

@@ -16,6 +16,7 @@ COMMANDS = {
     "convert": ("gfla_tf.cli.convert", "convert the authors' PyTorch checkpoints to .keras"),
     "export": ("gfla_tf.cli.export", "export a model as a SavedModel (TF Serving) or TFLite"),
     "generate": ("gfla_tf.cli.generate", "render a person photo in a new pose"),
+    "demo": ("gfla_tf.cli.demo", "a pose editor in the browser (local web server)"),
     "evaluate": ("gfla_tf.cli.evaluate", "compute SSIM/LPIPS/FID/EPE and write a report"),
     "doctor": ("gfla_tf.cli.doctor", "show the custom op library status and environment"),
 }

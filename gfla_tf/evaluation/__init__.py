@@ -7,7 +7,14 @@ Metrics take images as [B, H, W, 3] uint8 or float in [-1, 1]; see
 """
 
 from gfla_tf.evaluation.evaluator import EvaluationOptions, Evaluator, evaluate
-from gfla_tf.evaluation.fid import FID, FeatureStatistics, build_inception, frechet_distance
+from gfla_tf.evaluation.fid import (
+    FID,
+    FID_PROTOCOLS,
+    FeatureAccumulator,
+    FeatureStatistics,
+    build_inception,
+    frechet_distance,
+)
 from gfla_tf.evaluation.flow_metrics import (
     downsample_ground_truth,
     endpoint_error,
@@ -16,16 +23,27 @@ from gfla_tf.evaluation.flow_metrics import (
     warp,
     warped_ssim,
 )
-from gfla_tf.evaluation.image_metrics import psnr, ssim, ssim_map, to_signed_unit
+from gfla_tf.evaluation.image_metrics import (
+    PAPER_SSIM_VARIANTS,
+    paper_ssim,
+    psnr,
+    ssim,
+    ssim_map,
+    to_signed_unit,
+)
 from gfla_tf.evaluation.lpips import LPIPS, build_alexnet_features
 from gfla_tf.evaluation.protocol import Protocol
-from gfla_tf.evaluation.weights import WeightsUnavailableError
+from gfla_tf.pretrained.errors import WeightsUnavailableError
 
 __all__ = [
     "EvaluationOptions",
     "Evaluator",
     "evaluate",
     "FID",
+    "FID_PROTOCOLS",
+    "FeatureAccumulator",
+    "PAPER_SSIM_VARIANTS",
+    "paper_ssim",
     "LPIPS",
     "FeatureStatistics",
     "Protocol",

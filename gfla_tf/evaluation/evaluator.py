@@ -4,18 +4,18 @@ Order of work, so that failures come early: the metric networks are loaded first
 missing LPIPS/Inception weights file fails before anything is generated), then the FID
 reference statistics, then the model, then the test pairs are generated batch by batch.
 
-Generation and metric computation run under a ``tf.distribute`` strategy: for a
-``.keras`` model with ``strategy="mirrored"`` the batches are distributed with
-``strategy.experimental_distribute_dataset`` and the generator, LPIPS and Inception run
-replicated in one ``strategy.run`` step. Other model formats (SavedModel, TFLite) go
-through ``gfla_tf.export.load_predictor`` on the host; their outputs are then split over
-the replicas for the metric networks.
+Generation goes through ``gfla_tf.export.load_predictor`` (the same ``Predictor`` that
+``gfla generate`` and serving use, for ``.keras``, SavedModel and TFLite alike) on the
+host; the metric networks (LPIPS, Inception) and the per-pair metrics run under a
+``tf.distribute`` strategy ("default" or "mirrored"), each replica taking its share of
+the generated batch.
 """
 
 import csv
 import dataclasses
 import glob
 import heapq
+import importlib.util
 import io
 import logging
 import os
@@ -25,15 +25,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gfla_tf.evaluation import flow_metrics, image_metrics, report
-from gfla_tf.evaluation.fid import FID, FeatureStatistics
+from gfla_tf import io as gfla_io
+from gfla_tf.evaluation import fid as fid_lib
+from gfla_tf.evaluation import flow_metrics, image_metrics, person_mask, report
+from gfla_tf.evaluation.fid import FID, FID_PROTOCOLS, FeatureStatistics
 from gfla_tf.evaluation.lpips import LPIPS
 from gfla_tf.evaluation.protocol import Protocol
-from gfla_tf.evaluation.weights import WeightsUnavailableError
+from gfla_tf.pretrained.errors import WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("ssim", "psnr", "lpips", "fid", "epe")
+METRICS = ("ssim", "psnr", "lpips", "lpips_masked", "fid", "epe")
 DATASET_KINDS = ("auto", "deepfashion", "market", "synthetic")
 STRATEGIES = ("default", "mirrored")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -54,7 +56,12 @@ class EvaluationOptions:
       split: the split to evaluate.
       lpips_weights: LPIPS weights file or "default" (see ``gfla_tf.evaluation.lpips``);
         "random" gives random weights (smoke tests only; the numbers mean nothing).
-      inception_weights: "imagenet", a local InceptionV3 weights file, or "random".
+      inception_weights: the FID network's weights: for ``fid_protocol="gfla"``
+        "default" (``gfla_tf.pretrained.inception_v3.default_weights_path``) or the path
+        of torchvision's ``inception_v3`` state dict (.pth/.npz); for "keras" "imagenet"
+        (also what "default" means there) or a Keras weights file; "random" for tests.
+      fid_protocol: "gfla" (torchvision Inception-v3 and the authors' input mapping and
+        batching: the paper's FID) or "keras" (``keras.applications.InceptionV3``).
       fid_reference: ``.npz`` statistics or an image folder; default ``<data>/train``.
       fid_input_size: Inception input side (299 as published).
       ssim_range: "fixed" (data range 255) or "dynamic" (per generated image, as the
@@ -74,7 +81,8 @@ class EvaluationOptions:
     dataset: str = "auto"
     split: str = "test"
     lpips_weights: str = "default"
-    inception_weights: str = "imagenet"
+    inception_weights: str = "default"
+    fid_protocol: str = "gfla"
     fid_reference: str = None
     fid_input_size: int = 299
     ssim_range: str = "fixed"
@@ -136,12 +144,12 @@ def list_pairs(kind, root, split):
 
 
 def make_strategy(name):
-    """Returns a ``tf.distribute`` strategy for "default" or "mirrored"."""
+    """Returns the ``tf.distribute`` strategy "default" or "mirrored" (``build_strategy``)."""
+    from gfla_tf.training.strategy import build_strategy
+
     if name not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    return build_strategy(name)
 
 
 def _local_concat(strategy, structure):
@@ -157,68 +165,9 @@ def _local_concat(strategy, structure):
 def _model_format(path):
     if path.endswith(".tflite"):
         return "tflite"
-    if os.path.isdir(path) and (
-        os.path.exists(os.path.join(path, "saved_model.pb"))
-        or glob.glob(os.path.join(path, "*", "saved_model.pb"))
-    ):
+    if os.path.isdir(path):
         return "saved_model"
     return "keras"
-
-
-class _Backend:
-    """Produces generated images (and flows, masks) for a batch."""
-
-    replicated = False
-    num_flows = None
-
-
-class _KerasBackend(_Backend):
-    """A ``.keras`` generator called inside ``strategy.run``."""
-
-    replicated = True
-
-    def __init__(self, path):
-        from gfla_tf.export import load_generator
-        from gfla_tf.export.saved_model import generator_image_size
-
-        self.generator = load_generator(path)
-        self.image_size = tuple(int(v) for v in generator_image_size(self.generator))
-
-    def generate(self, batch):
-        outputs = self.generator(
-            {
-                "source_image": batch["source_image"],
-                "source_pose": batch["source_pose"],
-                "target_pose": batch["target_pose"],
-            },
-            training=False,
-        )
-        image = tf.cast(
-            tf.round((tf.clip_by_value(outputs["image"], -1.0, 1.0) + 1) * 127.5), tf.uint8
-        )
-        return image, list(outputs["flows"]), list(outputs["masks"])
-
-
-class _PredictorBackend(_Backend):
-    """``gfla_tf.export.load_predictor`` (any format), run on the host."""
-
-    def __init__(self, path):
-        from gfla_tf.export import load_predictor
-
-        self.predictor = load_predictor(path)
-        self.image_size = tuple(int(v) for v in self.predictor.image_size)
-
-    def predict(self, batch):
-        source = np.asarray(batch["source_image"])
-        source_u8 = np.clip(np.round((source + 1.0) * 127.5), 0, 255).astype(np.uint8)
-        out = self.predictor.predict(
-            source_u8, np.asarray(batch["source_keypoints"]), np.asarray(batch["target_keypoints"])
-        )
-        return (
-            np.asarray(out["image"], np.uint8),
-            [np.asarray(f, np.float32) for f in out.get("flows", [])],
-            [np.asarray(m, np.float32) for m in out.get("masks", [])],
-        )
 
 
 class Evaluator:
@@ -239,6 +188,11 @@ class Evaluator:
         if options.ssim_range not in ("fixed", "dynamic"):
             raise ValueError(
                 f"--ssim-data-range must be fixed or dynamic, got {options.ssim_range!r}"
+            )
+        if options.fid_protocol not in FID_PROTOCOLS:
+            raise ValueError(
+                f"--fid-protocol must be one of {', '.join(FID_PROTOCOLS)}, "
+                f"got {options.fid_protocol!r}"
             )
         if options.dataset not in DATASET_KINDS:
             raise ValueError(
@@ -278,7 +232,7 @@ class Evaluator:
         """Loads LPIPS / Inception (fails before generation when weights are missing)."""
         options = self.options
         with self.strategy.scope():
-            if "lpips" in self.metrics:
+            if "lpips" in self.metrics or "lpips_masked" in self.metrics:
                 weights = None if options.lpips_weights == "random" else options.lpips_weights
                 self.lpips = LPIPS(weights=weights)
                 self.protocol.lpips = (
@@ -290,33 +244,29 @@ class Evaluator:
                 weights = (
                     None if options.inception_weights == "random" else options.inception_weights
                 )
-                self.fid = FID(weights=weights, input_size=options.fid_input_size)
-                self.protocol.fid_features = (
-                    f"keras.applications.InceptionV3 pool3 (2048-d, pooling='avg'), weights: "
-                    f"{options.inception_weights}; images bilinearly resized to "
-                    f"{options.fid_input_size}x{options.fid_input_size}, [-1, 1] input"
+                self.fid = FID(
+                    weights=weights,
+                    input_size=options.fid_input_size,
+                    protocol=options.fid_protocol,
+                )
+                self.protocol.fid_features = fid_lib.describe(
+                    options.fid_protocol, options.inception_weights, options.fid_input_size
                 )
         if "random" in (options.lpips_weights, options.inception_weights):
             self.protocol.notes.append("random metric-network weights: for testing only")
 
     def load_model(self):
-        """Loads the generator backend for ``options.model``."""
+        """Loads ``options.model`` as a ``gfla_tf.export.Predictor``."""
         options = self.options
+        from gfla_tf.export import load_predictor
+
         fmt = _model_format(options.model)
-        if fmt == "keras" and options.strategy != "default":
-            with self.strategy.scope():
-                self.backend = _KerasBackend(options.model)
-        else:
-            if options.strategy != "default":
-                logger.warning(
-                    "%s models generate on the host; only the metric networks are replicated",
-                    fmt,
-                )
-            self.backend = _PredictorBackend(options.model)
-        self.image_size = self.backend.image_size
+        self.predictor = load_predictor(options.model)
+        self.num_flows = None
+        self.image_size = tuple(int(v) for v in self.predictor.image_size)
         self.protocol.resolution = tuple(self.image_size)
         self.protocol.model = f"{options.model} ({fmt})"
-        return self.backend
+        return self.predictor
 
     def _dataset(self, split, shuffle=False):
         from gfla_tf.data import build_dataset
@@ -364,24 +314,34 @@ class Evaluator:
                 f"--fid-reference: no images under {source}; pass an image folder or an .npz "
                 "with 'mu' and 'sigma'"
             )
-        height, width = self.image_size
-        self.protocol.fid_reference = (
-            f"{len(files)} real images under {source}, resized to {height}x{width} "
-            "(bilinear, antialiased) like the test images"
-        )
+        if self.fid.protocol == "gfla":
+            # The authors' script reads the real images as they are and resizes them
+            # straight to the Inception input (bilinear, no antialias) like the fakes.
+            height = width = self.fid.input_size
+            antialias = False
+            how = "read at their own size, resized only by the FID protocol"
+        else:
+            height, width = self.image_size
+            antialias = True
+            how = f"resized to {height}x{width} (bilinear, antialiased) like the test images"
+        used = self.fid.usable_count(len(files))
+        self.protocol.fid_reference = f"{used} of {len(files)} real images under {source}, {how}"
 
         def load(path):
             image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-            image = tf.image.resize(tf.cast(image, tf.float32), [height, width], antialias=True)
+            image = tf.image.resize(
+                tf.cast(image, tf.float32), [height, width], antialias=antialias
+            )
             return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
 
         dataset = tf.data.Dataset.from_tensor_slices(files).map(load).batch(self.options.batch_size)
         extract = tf.function(self.fid.extract_tensor, reduce_retracing=True, autograph=False)
-        stats = FeatureStatistics()
+        accumulator = self.fid.accumulator()
         logger.info("computing FID reference statistics of %d images", len(files))
         for batch in self.strategy.experimental_distribute_dataset(dataset):
             features = self.strategy.run(extract, args=(batch,))
-            stats.update(_local_concat(self.strategy, features))
+            accumulator.update(_local_concat(self.strategy, features))
+        stats = accumulator.statistics
         self.reference_stats = stats
         cache = os.path.join(self.options.out, "fid_reference_stats.npz")
         stats.save(cache)
@@ -393,12 +353,9 @@ class Evaluator:
     # -- the replicated step -----------------------------------------------------------
 
     def _step(self, batch):
-        if self.backend.replicated:
-            generated, flows, masks = self.backend.generate(batch)
-        else:
-            generated = batch["generated"]
-            flows = [batch[f"flow_{i}"] for i in range(self.backend.num_flows)]
-            masks = [batch[f"mask_{i}"] for i in range(self.backend.num_flows)]
+        generated = batch["generated"]
+        flows = [batch[f"flow_{i}"] for i in range(self.num_flows)]
+        masks = [batch[f"mask_{i}"] for i in range(self.num_flows)]
         # Metrics see the uint8 images, as they would be read back from lossless files.
         fake = image_metrics.to_signed_unit(generated)
         real = tf.cast(batch["target_image"], tf.float32)
@@ -420,15 +377,20 @@ class Evaluator:
             height = self.image_size[0]
             # Static shapes: recorded while tracing, read when summarising.
             self._factors = [height // int(flow.shape[1]) for flow in flows]
+            # Like the quickstart: each scale's flow upsampled to full resolution, in
+            # full-resolution pixels, against the full-resolution ground truth; beside it
+            # the zero flow (the copy-the-source warp) as the baseline.
+            moving = tf.cast(tf.norm(gt_flow, axis=-1, keepdims=True) > 0.5, tf.float32)
+            masks = {"all": None, "visible": visibility, "moving": visibility * moving}
+            zero = tf.zeros_like(gt_flow)
+            for which, mask in masks.items():
+                results[f"epe_{which}_zero"] = flow_metrics.endpoint_error_sums(zero, gt_flow, mask)
             for i, flow in enumerate(flows):
-                factor = self._factors[i]
-                gt_scaled, vis_scaled = flow_metrics.downsample_ground_truth(
-                    gt_flow, visibility, factor
-                )
-                results[f"epe_all_{i}"] = flow_metrics.endpoint_error_sums(flow, gt_scaled)
-                results[f"epe_visible_{i}"] = flow_metrics.endpoint_error_sums(
-                    flow, gt_scaled, vis_scaled
-                )
+                full = flow_metrics.upsample_flow(flow, self.image_size)
+                for which, mask in masks.items():
+                    results[f"epe_{which}_{i}"] = flow_metrics.endpoint_error_sums(
+                        full, gt_flow, mask
+                    )
                 results[f"warp_ssim_{i}"] = flow_metrics.warped_ssim(
                     source, real, flow, visibility, max_val=self.max_val
                 )
@@ -438,10 +400,17 @@ class Evaluator:
         return results
 
     def _host_batch(self, batch):
-        """Runs a host predictor and adds its outputs to the batch (non-replicated path)."""
-        generated, flows, masks = self.backend.predict(batch)
-        if self.backend.num_flows is None:
-            self.backend.num_flows = len(flows)
+        """Runs the predictor and adds its outputs to the batch."""
+        source = np.asarray(batch["source_image"])
+        source_u8 = np.clip(np.round((source + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        out = self.predictor.predict(
+            source_u8, np.asarray(batch["source_keypoints"]), np.asarray(batch["target_keypoints"])
+        )
+        generated = np.asarray(out["image"], np.uint8)
+        flows = [np.asarray(f, np.float32) for f in out["flows"]]
+        masks = [np.asarray(m, np.float32) for m in out["masks"]]
+        if self.num_flows is None:
+            self.num_flows = len(flows)
         batch = dict(batch)
         batch["generated"] = generated
         for i, (flow, mask) in enumerate(zip(flows, masks)):
@@ -469,22 +438,30 @@ class Evaluator:
         started = time.perf_counter()
         self.load_metric_networks()
         os.makedirs(options.out, exist_ok=True)
-        self.load_model()
-        self.load_reference_statistics()
         self.pairs = list_pairs(self.kind, options.data, options.split)
         if options.limit:
             self.pairs = self.pairs[: int(options.limit)]
         total = len(self.pairs)
+        if self.fid is not None and self.fid.usable_count(total) < 2:
+            raise ValueError(
+                f"FID needs at least 2 images; the {options.fid_protocol} protocol uses "
+                f"{self.fid.usable_count(total)} of these {total} pairs (whole batches of "
+                f"{fid_lib.GFLA_BATCH}); evaluate more pairs or use --fid-protocol keras"
+            )
+        self.load_model()
+        self.load_reference_statistics()
         self.protocol.resize_filter = (
             f"dataset images resized to {self.image_size[0]}x{self.image_size[1]} by "
             "gfla_tf.data.build_dataset (see its docs)"
         )
         if self.kind == "synthetic" and "epe" in self.metrics:
             self.protocol.flow_ground_truth = (
-                "full-resolution backward flow and visibility of the synthetic renderer, "
-                "downsampled per scale by gfla_tf.data.resize_flow (visible-weighted mean "
-                "flow / factor, visible when at least half the cell is); warp SSIM warps the "
-                "source with the flow upsampled bilinearly to full resolution"
+                "full-resolution backward flow and visibility of the synthetic renderer; "
+                "each predicted flow scale is upsampled bilinearly to full resolution and "
+                "rescaled to full-resolution px (as the quickstart does); EPE = mean |flow - "
+                "truth| in px over all / visible / moving (visible, |truth| > 0.5 px) pixels, "
+                "with the zero flow as baseline; warp SSIM warps the source with the "
+                "upsampled flow"
             )
         rank_by = options.rank_by or ("lpips" if self.lpips is not None else "ssim")
         if rank_by not in ("lpips", "ssim", "psnr") or (rank_by == "lpips" and self.lpips is None):
@@ -498,29 +475,63 @@ class Evaluator:
             reduce_retracing=True,
             autograph=False,
         )
-        if self.backend.replicated:
-            batches = ((b, b) for b in self.strategy.experimental_distribute_dataset(dataset))
-        else:
-            batches = ((self._distribute_host_batch(self._host_batch(b)), b) for b in dataset)
+        batches = ((self._distribute_host_batch(self._host_batch(b)), b) for b in dataset)
         progress = keras.utils.Progbar(total, unit_name="pair")
         per_pair = {"ssim": [], "psnr": []}
-        if self.lpips is not None:
+        if "lpips" in self.metrics:
             per_pair["lpips"] = []
-        generated_stats = FeatureStatistics() if self.fid is not None else None
+        masked_lpips = None
+        if "lpips_masked" in self.metrics:
+            per_pair["lpips_masked"] = []
+            # Host side, on the uint8 fakes: the mask is drawn with scikit-image.
+            masked_lpips = tf.function(
+                lambda a, b: self.lpips((a, b)), reduce_retracing=True, autograph=False
+            )
+            self.protocol.lpips += (
+                "; lpips_masked: both images (in [-1, 1]) multiplied by the target pose's "
+                "person mask (gfla_tf.evaluation.person_mask: 23 limb quadrilaterals and "
+                "joint discs of radius 4, 5x5 closing; Market-1501's mask-LPIPS)"
+            )
+        generated_stats = self.fid.accumulator() if self.fid is not None else None
+        paper_ssim = [
+            name
+            for name in image_metrics.PAPER_SSIM_VARIANTS
+            if name != "ssim_uniform51" or min(self.image_size) >= 51
+        ]
+        if paper_ssim and importlib.util.find_spec("skimage") is None:
+            paper_ssim = []
+            self.protocol.notes.append(
+                "the paper's SSIM variants were not computed: pip install scikit-image"
+            )
+        for name in paper_ssim:
+            per_pair[name] = []
+            self.protocol.paper_ssim[name] = image_metrics.PAPER_SSIM_VARIANTS[name]
+        if min(self.image_size) < 51:
+            self.protocol.notes.append("ssim_uniform51 not computed: images under 51 px")
         epe_sums = {}
         warp_values = {}
         best, worst = [], []
         seen = 0
         for step_input, raw in batches:
             results = _local_concat(self.strategy, step(step_input))
-            host = (
-                _local_concat(self.strategy, raw)
-                if self.backend.replicated
-                else {k: np.asarray(v) for k, v in raw.items()}
-            )
+            host = {k: np.asarray(v) for k, v in raw.items()}
             valid = host["valid"].astype(bool)
             results = tf.nest.map_structure(lambda v, m=valid: v[m], results)
             count = int(valid.sum())
+            if paper_ssim:
+                target_u8 = _to_uint8(host["target_image"][valid])
+                for name in paper_ssim:
+                    results[name] = image_metrics.paper_ssim(results["generated"], target_u8, name)
+            if masked_lpips is not None:
+                masks = np.stack(
+                    [
+                        person_mask.keypoint_mask(points, self.image_size)
+                        for points in host["target_keypoints"][valid]
+                    ]
+                )[..., None].astype(np.float32)
+                fake = results["generated"].astype(np.float32) / 127.5 - 1.0
+                real = host["target_image"][valid].astype(np.float32)
+                results["lpips_masked"] = np.asarray(masked_lpips(fake * masks, real * masks))
             for name in per_pair:
                 per_pair[name].extend(float(v) for v in results[name])
             if generated_stats is not None:
@@ -541,7 +552,12 @@ class Evaluator:
         self.protocol.num_pairs = seen
         metrics = {name: float(np.nanmean(values)) for name, values in per_pair.items()}
         if generated_stats is not None:
-            metrics["fid"] = FID.distance(generated_stats, self.reference_stats)
+            if generated_stats.dropped:
+                self.protocol.notes.append(
+                    f"FID: the last {generated_stats.dropped} generated images (a partial "
+                    f"batch of {fid_lib.GFLA_BATCH}) were dropped, as the authors' script does"
+                )
+            metrics["fid"] = FID.distance(generated_stats.statistics, self.reference_stats)
         if epe_sums:
             metrics["epe"] = self._epe_summary(epe_sums)
             metrics["warp_ssim"] = {
@@ -569,13 +585,20 @@ class Evaluator:
         return f"1/{factors[index]}" if index < len(factors) else f"scale_{index}"
 
     def _epe_summary(self, sums):
-        """{"1/8": {"all": ..., "visible": ...}, ...}: pixel-weighted mean EPE per scale."""
-        summary = {}
+        """Pixel-weighted mean EPE in full-resolution px per flow scale, and the zero flow.
+
+        Returns:
+          {"unit": "px", "resolution": "HxW (full)", "1/8": {"all", "visible", "moving"},
+          ..., "zero_flow": {...}}: "visible" counts the target pixels visible in the
+          source, "moving" the visible ones whose true motion exceeds 0.5 px.
+        """
+        height, width = self.image_size
+        summary = {"unit": "px", "resolution": f"{height}x{width} (full)"}
         for key, (total, count) in sorted(sums.items()):
             _, which, index = key.split("_")
-            summary.setdefault(self._scale_name(int(index)), {})[which] = (
-                total / count if count else float("nan")
-            )
+            scale = "zero_flow" if index == "zero" else self._scale_name(int(index))
+            summary.setdefault(scale, {})[which] = total / count if count else float("nan")
+        summary["zero_flow"] = summary.pop("zero_flow")
         return summary
 
     def _keep_examples(self, best, worst, results, host, rank_by, offset, count):
@@ -603,7 +626,7 @@ class Evaluator:
         for i in range(len(per_pair[names[0]])):
             source, target = self.pairs[i] if i < len(self.pairs) else ("", "")
             writer.writerow([i, source, target] + [f"{per_pair[n][i]:.6f}" for n in names])
-        report.write_atomic(os.path.join(self.options.out, "per_pair.csv"), buffer.getvalue())
+        gfla_io.atomic_write_text(os.path.join(self.options.out, "per_pair.csv"), buffer.getvalue())
 
     def _pair_label(self, index):
         if index < len(self.pairs):
@@ -634,8 +657,16 @@ class Evaluator:
                     }
                 )
             sections.append((f"{title} by {rank_by}", entries))
+        legend = None
+        if any(entry.get("flow") is not None for _, entry in best + worst):
+            legend = f"report/{report.LEGEND_FILE}"
+            report.write_flow_legend(os.path.join(out, legend))
         report.write_html(
-            os.path.join(out, "report.html"), output["metrics"], output["protocol"], sections
+            os.path.join(out, "report.html"),
+            output["metrics"],
+            output["protocol"],
+            sections,
+            legend=legend,
         )
 
 

@@ -1,12 +1,19 @@
-"""Frechet Inception Distance (Heusel et al., NeurIPS 2017).
+"""Frechet Inception Distance (Heusel et al., NeurIPS 2017), under a named protocol.
 
-Features: ``keras.applications.InceptionV3(include_top=False, pooling="avg")``, the
-2048-d pool3 vector, on images in [-1, 1] (InceptionV3's own input range) resized to
-299x299 with bilinear interpolation (half-pixel centres, no antialiasing, like
-``F.interpolate(..., mode="bilinear", align_corners=False)`` in pytorch-fid). The Keras
-ImageNet weights are not the TF-slim graph that TTUR/pytorch-fid use, so absolute values
-are comparable between runs of this project but only approximately with published FIDs;
-the protocol recorded in ``metrics.json`` says so.
+Two feature networks, each with its own input convention (``FID_PROTOCOLS``):
+
+* ``"gfla"`` (default; the authors' ``script/metrics.py``): torchvision's ImageNet
+  ``inception_v3`` (``gfla_tf.pretrained.inception_v3``), its blocks called one by one, so
+  its ``transform_input`` is not applied. Images in [0, 1] are resized to 299x299
+  bilinearly (half-pixel centres, no antialiasing: ``F.interpolate(..., mode="bilinear",
+  align_corners=False)``), then mapped per channel by ``x * (std / 0.5) + (mean - 0.5) /
+  0.5`` with the ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225); the
+  2048-d final average pool; activations in batches of 64 with the remainder dropped
+  (8,570 DeepFashion test images -> 8,512). This is the FID of the paper's table.
+* ``"keras"``: ``keras.applications.InceptionV3(include_top=False, pooling="avg")`` on
+  [-1, 1] images resized the same way, every image used. Keras' weights are neither
+  torchvision's nor the TF-slim graph of TTUR/pytorch-fid: its values compare between runs
+  of this project only.
 
 Statistics are accumulated in float64 as sums (``FeatureStatistics``), so any number of
 images streams through in batches; they are stored as ``.npz`` with ``mu`` and ``sigma``
@@ -16,25 +23,59 @@ images streams through in batches; they are stored as ``.npz`` with ``mu`` and `
 import logging
 import os
 import socket
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 from scipy import linalg
 
-from gfla_tf.evaluation.weights import WeightsUnavailableError, keras_home
+from gfla_tf import io as gfla_io
+from gfla_tf.pretrained import inception_v3
+from gfla_tf.pretrained.errors import WeightsUnavailableError
+from gfla_tf.pretrained.files import keras_home
 
 logger = logging.getLogger(__name__)
 
+FID_PROTOCOLS = ("gfla", "keras")
 INCEPTION_SIZE = 299
+# The authors' activations are taken in batches of 64 and the last partial batch dropped.
+GFLA_BATCH = 64
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-_HELP = (
-    "FID needs InceptionV3 ImageNet weights. Keras downloads them on first use into "
-    "$KERAS_HOME/models (~/.keras/models); without network access, copy "
-    f"{INCEPTION_NOTOP_FILE} there or pass a local file with --inception-weights PATH "
-    "(a Keras InceptionV3 include_top=False weights file)."
+_KERAS_HELP = (
+    "The 'keras' FID protocol needs Keras' InceptionV3 ImageNet weights. Keras downloads "
+    "them on first use into $KERAS_HOME/models (~/.keras/models); without network access, "
+    f"copy {INCEPTION_NOTOP_FILE} there or pass a local file with --inception-weights PATH "
+    "(a Keras InceptionV3 include_top=False weights file). For the paper's FID use "
+    "--fid-protocol gfla with torchvision's inception_v3 weights."
 )
+
+
+def describe(protocol, weights, input_size=INCEPTION_SIZE):
+    """The ``metrics.json`` description of an FID protocol.
+
+    Args:
+      protocol: a name in FID_PROTOCOLS.
+      weights: the weights argument given.
+      input_size: the network input side.
+
+    Returns:
+      A one-line description naming the network, weights and input mapping.
+    """
+    if protocol == "gfla":
+        return (
+            f"protocol gfla (the GFLA authors' script/metrics.py): torchvision inception_v3 "
+            f"(Keras port), weights {weights}; [0, 1] images bilinearly resized to "
+            f"{input_size}x{input_size} (align_corners=False, no antialias), per channel "
+            "x * std / 0.5 + (mean - 0.5) / 0.5 (ImageNet mean/std), 2048-d final average "
+            f"pool, batches of {GFLA_BATCH} with the remainder dropped"
+        )
+    return (
+        f"protocol keras: keras.applications.InceptionV3 pool3 (2048-d, pooling='avg'), "
+        f"weights {weights}; images bilinearly resized to {input_size}x{input_size}, [-1, 1] "
+        "input; every image used; not comparable with published FIDs"
+    )
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
@@ -142,16 +183,8 @@ class FeatureStatistics:
 
     def save(self, path):
         """Writes ``mu``, ``sigma`` and ``count`` to ``path`` (.npz) atomically."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-        os.close(fd)
-        try:
-            np.savez(tmp, mu=self.mean, sigma=self.covariance, count=self.count)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with gfla_io.atomic_path(path) as tmp, open(tmp, "wb") as file:
+            np.savez(file, mu=self.mean, sigma=self.covariance, count=self.count)
         return path
 
     @classmethod
@@ -171,11 +204,45 @@ class FeatureStatistics:
         return stats
 
 
-def _inception_weights(weights):
+class FeatureAccumulator:
+    """Streams features into ``FeatureStatistics`` in whole chunks of ``chunk`` rows.
+
+    The rows of a last, partial chunk never enter the statistics: with ``chunk=64`` this
+    is the authors' batches of 64 with the remainder dropped, whatever batch size the
+    features arrive in.
+
+    Args:
+      chunk: the chunk size (1 keeps every row).
+    """
+
+    def __init__(self, chunk=1):
+        self.chunk = int(chunk)
+        self.statistics = FeatureStatistics()
+        self._pending = None
+
+    def update(self, features):
+        """Adds a [N, D] batch of features."""
+        features = np.asarray(features, np.float64)
+        if self._pending is not None:
+            features = np.concatenate([self._pending, features], axis=0)
+        usable = len(features) - len(features) % self.chunk
+        if usable:
+            self.statistics.update(features[:usable])
+        self._pending = features[usable:]
+
+    @property
+    def dropped(self):
+        """The number of rows held back (dropped if no more arrive)."""
+        return 0 if self._pending is None else len(self._pending)
+
+
+def _keras_inception_weights(weights):
     """Resolves "imagenet" without hanging when offline; returns a keras weights argument."""
     if weights is None or weights != "imagenet":
         if weights is not None and not os.path.exists(weights):
-            raise WeightsUnavailableError(f"InceptionV3 weights {weights!r} do not exist. {_HELP}")
+            raise WeightsUnavailableError(
+                f"InceptionV3 weights {weights!r} do not exist. {_KERAS_HELP}"
+            )
         return weights
     cached = os.path.join(keras_home(), "models", INCEPTION_NOTOP_FILE)
     if os.path.exists(cached):
@@ -187,28 +254,50 @@ def _inception_weights(weights):
         keras.applications.InceptionV3(include_top=False, weights="imagenet", pooling="avg")
     except Exception as error:  # noqa: BLE001 - any download failure means unavailable
         raise WeightsUnavailableError(
-            f"could not download the InceptionV3 ImageNet weights ({error}). {_HELP}"
+            f"could not download the InceptionV3 ImageNet weights ({error}). {_KERAS_HELP}"
         ) from error
     finally:
         socket.setdefaulttimeout(previous)
     return "imagenet"
 
 
-def build_inception(weights="imagenet", input_size=INCEPTION_SIZE):
-    """InceptionV3 pool3 feature extractor (2048-d).
+def build_inception(weights="default", input_size=INCEPTION_SIZE, protocol="gfla"):
+    """The 2048-d pool feature extractor of an FID protocol.
 
     Args:
-      weights: "imagenet" (Keras' cache, downloaded if missing and possible), a local
-        weights file, or None for random weights (tests, benchmarks).
+      weights: for "gfla": "default" (``gfla_tf.pretrained.inception_v3
+        .default_weights_path``), the path of torchvision's ``inception_v3`` state dict
+        (``.pth``/``.npz``), or None (random: tests, benchmarks). For "keras": "imagenet"
+        (Keras' cache, downloaded if missing and possible), a Keras weights file, or None.
       input_size: side of the square network input (299 as published; at least 75).
+      protocol: a name in FID_PROTOCOLS.
 
     Returns:
-      A ``keras.Model`` from [B, input_size, input_size, 3] in [-1, 1] to [B, 2048].
+      A ``keras.Model`` from [B, input_size, input_size, 3] images in the protocol's
+      input convention (see ``FID.extract_tensor``) to [B, 2048].
 
     Raises:
-      WeightsUnavailableError: the weights cannot be found or fetched.
+      WeightsUnavailableError: the weights cannot be found, fetched or read.
+      ValueError: unknown protocol.
     """
-    weights = _inception_weights(weights)
+    if protocol not in FID_PROTOCOLS:
+        raise ValueError(
+            f"FID protocol must be one of {', '.join(FID_PROTOCOLS)}, got {protocol!r}"
+        )
+    if protocol == "gfla":
+        if weights == "default":
+            weights = inception_v3.default_weights_path()
+        elif weights == "imagenet":
+            raise WeightsUnavailableError(
+                "'imagenet' names Keras' InceptionV3 (--fid-protocol keras); the gfla protocol "
+                f"needs torchvision's weights. {inception_v3.HOW_TO}"
+            )
+        elif weights is not None and not os.path.isfile(weights):
+            raise WeightsUnavailableError(
+                f"Inception-v3 weights file {weights!r} does not exist. {inception_v3.HOW_TO}"
+            )
+        return inception_v3.build_inception_v3(weights, input_size=input_size)
+    weights = _keras_inception_weights("imagenet" if weights == "default" else weights)
     return keras.applications.InceptionV3(
         include_top=False,
         weights=weights,
@@ -221,16 +310,18 @@ class FID:
     """Frechet Inception Distance between generated images and reference statistics.
 
     Args:
-      weights: InceptionV3 weights: "imagenet", a local file, or None (random).
-      feature_extractor: optional model used instead of InceptionV3 (maps
-        [B, input_size, input_size, 3] images in [-1, 1] to [B, D]); tests use a tiny one.
+      weights: the feature network's weights (see ``build_inception``), None = random.
+      protocol: "gfla" (torchvision Inception-v3, the paper's) or "keras".
+      feature_extractor: optional model used instead of the protocol's network (maps
+        [B, input_size, input_size, 3] images in the protocol's input convention to
+        [B, D]); tests use a tiny one.
       input_size: the extractor's input side; images are resized to it.
 
     Raises:
-      WeightsUnavailableError: InceptionV3 weights are unavailable.
+      WeightsUnavailableError: the network's weights are unavailable.
 
     Example:
-      >>> fid = FID(weights="imagenet")
+      >>> fid = FID(weights="inception_v3.pth", protocol="gfla")
       >>> real = fid.statistics(real_batches)
       >>> fake = fid.statistics(generated_batches)
       >>> fid.distance(fake, real)
@@ -241,11 +332,18 @@ class FID:
       training set.
     """
 
-    def __init__(self, weights="imagenet", feature_extractor=None, input_size=INCEPTION_SIZE):
+    def __init__(
+        self, weights="default", feature_extractor=None, input_size=INCEPTION_SIZE, protocol="gfla"
+    ):
+        if protocol not in FID_PROTOCOLS:
+            raise ValueError(
+                f"FID protocol must be one of {', '.join(FID_PROTOCOLS)}, got {protocol!r}"
+            )
         self.weights = weights
+        self.protocol = protocol
         self.input_size = int(input_size)
         if feature_extractor is None:
-            feature_extractor = build_inception(weights, self.input_size)
+            feature_extractor = build_inception(weights, self.input_size, protocol)
         self.feature_extractor = feature_extractor
         self._extract = tf.function(self.extract_tensor, reduce_retracing=True, autograph=False)
 
@@ -254,24 +352,44 @@ class FID:
         """The feature dimension D."""
         return int(self.feature_extractor.output_shape[-1])
 
-    def extract_tensor(self, images):
-        """Graph-friendly feature extraction ([B, H, W, 3] uint8 or [-1, 1] -> [B, D])."""
+    def usable_count(self, count):
+        """How many of ``count`` images enter the statistics (gfla drops a partial 64)."""
+        return count - count % GFLA_BATCH if self.protocol == "gfla" else count
+
+    def preprocess(self, images):
+        """Maps [B, H, W, 3] uint8 or [-1, 1] images to the network's input."""
         if images.dtype == tf.uint8:
             images = tf.cast(images, tf.float32) / 127.5 - 1.0
         images = tf.cast(images, tf.float32)
-        images = tf.image.resize(images, [self.input_size, self.input_size], method="bilinear")
-        return self.feature_extractor(images, training=False)
+        size = [self.input_size, self.input_size]
+        if self.protocol == "keras":
+            return tf.image.resize(images, size, method="bilinear")
+        unit = tf.image.resize((images + 1.0) * 0.5, size, method="bilinear")
+        std = tf.constant(IMAGENET_STD, tf.float32)
+        mean = tf.constant(IMAGENET_MEAN, tf.float32)
+        return unit * (std / 0.5) + (mean - 0.5) / 0.5
+
+    def extract_tensor(self, images):
+        """Graph-friendly feature extraction ([B, H, W, 3] uint8 or [-1, 1] -> [B, D])."""
+        return self.feature_extractor(self.preprocess(images), training=False)
 
     def features(self, images):
         """Features of a batch as a float64 numpy array [B, D]."""
         return np.asarray(self._extract(tf.convert_to_tensor(images)), np.float64)
 
+    def accumulator(self):
+        """A ``FeatureAccumulator`` that applies this protocol's batching rule."""
+        return FeatureAccumulator(GFLA_BATCH if self.protocol == "gfla" else 1)
+
     def statistics(self, batches):
-        """Accumulates ``FeatureStatistics`` over an iterable of image batches."""
-        stats = FeatureStatistics()
+        """Accumulates ``FeatureStatistics`` over an iterable of image batches.
+
+        Under the gfla protocol the images past the last full batch of 64 are dropped.
+        """
+        accumulator = self.accumulator()
         for batch in batches:
-            stats.update(self.features(batch))
-        return stats
+            accumulator.update(self.features(batch))
+        return accumulator.statistics
 
     @staticmethod
     def distance(stats_a, stats_b):

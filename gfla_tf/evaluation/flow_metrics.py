@@ -11,7 +11,8 @@ import logging
 
 import tensorflow as tf
 
-from gfla_tf.evaluation.image_metrics import ssim
+from gfla_tf.data.flow import resize_flow
+from gfla_tf.evaluation.image_metrics import ssim, to_signed_unit
 from gfla_tf.ops import reference
 
 logger = logging.getLogger(__name__)
@@ -120,10 +121,7 @@ def upsample_flow(flow, size):
 def downsample_ground_truth(flow, visibility, factor):
     """Ground truth at 1/``factor`` resolution, in pixels of that resolution.
 
-    Uses ``gfla_tf.data.resize_flow`` (the data pipeline's definition) when it exists;
-    otherwise a local equivalent: ``factor`` x ``factor`` average pooling of the flow
-    divided by ``factor``, and a cell counts as visible when at least half of its pixels
-    are.
+    The data pipeline's definition, ``gfla_tf.data.resize_flow``.
 
     Args:
       flow: [B, H, W, 2] full-resolution ground-truth flow.
@@ -138,16 +136,8 @@ def downsample_ground_truth(flow, visibility, factor):
     factor = int(factor)
     if factor == 1:
         return flow, visibility
-    try:
-        from gfla_tf.data import resize_flow
-    except ImportError:
-        resize_flow = None
-    if resize_flow is not None:
-        out_flow, out_vis = resize_flow(flow, visibility, factor)
-        return tf.cast(out_flow, tf.float32), tf.cast(out_vis, tf.float32)
-    pooled = tf.nn.avg_pool2d(flow, factor, factor, "VALID") / float(factor)
-    vis = tf.nn.avg_pool2d(visibility, factor, factor, "VALID")
-    return pooled, tf.cast(vis >= 0.5, tf.float32)
+    out_flow, out_vis = resize_flow(flow, visibility, factor)
+    return tf.cast(out_flow, tf.float32), tf.cast(out_vis, tf.float32)
 
 
 def warped_ssim(source, target, flow, visibility=None, max_val=2.0):
@@ -163,8 +153,6 @@ def warped_ssim(source, target, flow, visibility=None, max_val=2.0):
     Returns:
       [B] SSIM values.
     """
-    from gfla_tf.evaluation.image_metrics import to_signed_unit
-
     source = to_signed_unit(source)
     target = to_signed_unit(target)
     full = upsample_flow(flow, (source.shape[1], source.shape[2]))

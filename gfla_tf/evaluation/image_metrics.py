@@ -15,10 +15,12 @@ Conventions (stated here once, and recorded in every ``metrics.json`` protocol):
   covariances, SSIM map over the "valid" window positions only (no padding), mean over
   positions then over channels. This equals ``skimage.metrics.structural_similarity(...,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1)``,
-  which is what the PG2/PATN/GFLA evaluation scripts call, and ``tf.image.ssim``.
+  which is what the PG2/PATN/GFLA evaluation scripts call, and ``tf.image.ssim`` (which
+  computes it here; see ``ssim_map`` for the frame and range handling around it).
 * ``max_val="dynamic"`` reproduces those scripts' data range exactly: per image,
   ``generated.max() - generated.min()`` (the first argument), instead of the fixed range.
-* PSNR: ``10 log10(max_val**2 / MSE)`` per image, MSE over all pixels and channels.
+* PSNR: ``10 log10(max_val**2 / MSE)`` per image, MSE over all pixels and channels
+  (``tf.image.psnr``).
 """
 
 import numpy as np
@@ -54,22 +56,6 @@ def _check_pair(a, b, name_a, name_b):
         )
 
 
-def _gaussian_window(size, sigma):
-    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    window = np.exp(-(offsets**2) / (2.0 * sigma**2))
-    return (window / window.sum()).astype(np.float32)
-
-
-def _filter_valid(x, window):
-    """Separable Gaussian filter with 'valid' borders; one channel at a time."""
-    channels = x.shape[-1]
-    size = window.shape[0]
-    row = tf.tile(tf.reshape(window, [1, size, 1, 1]), [1, 1, channels, 1])
-    col = tf.tile(tf.reshape(window, [size, 1, 1, 1]), [1, 1, channels, 1])
-    x = tf.nn.depthwise_conv2d(x, row, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(x, col, [1, 1, 1, 1], "VALID")
-
-
 def _data_range(generated, max_val):
     if isinstance(max_val, str):
         if max_val != "dynamic":
@@ -83,7 +69,14 @@ def _data_range(generated, max_val):
 
 
 def ssim_map(generated, target, max_val=2.0):
-    """Per-position, per-channel SSIM over the valid 11x11 window positions.
+    """Per-position SSIM (mean over channels) over the valid 11x11 window positions.
+
+    ``tf.image.ssim`` computes it (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03,
+    population covariances, valid window positions): what this module adds is the
+    published frame. The images are put on [0, 255] (the luminance term is not
+    shift-invariant) and then divided by their data range, with ``max_val=1``: SSIM is
+    invariant to one common scale of the images and the range, and ``tf.image.ssim``
+    takes one range for the whole batch while "dynamic" needs one per image.
 
     Args:
       generated: [B, H, W, C] images (uint8, or float in [-1, 1]); H, W >= 11.
@@ -91,8 +84,8 @@ def ssim_map(generated, target, max_val=2.0):
       max_val: data range on the [-1, 1] scale (2.0 = full range), or "dynamic".
 
     Returns:
-      [B, H - 10, W - 10, C] float32; entry (i, j) belongs to the window centred on
-      pixel (i + 5, j + 5).
+      [B, H - 10, W - 10] float32; entry (i, j) belongs to the window centred on pixel
+      (i + 5, j + 5).
 
     Raises:
       ValueError: shapes differ, are not rank 4, are smaller than the window, or
@@ -107,20 +100,16 @@ def ssim_map(generated, target, max_val=2.0):
             f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {height}x{width}"
         )
     data_range = _data_range(generated, max_val)[:, None, None, None] * 127.5
-    # The [0, 255] frame of the published numbers (the luminance term depends on it).
-    generated = (generated + 1.0) * 127.5
-    target = (target + 1.0) * 127.5
-    c1 = (SSIM_K1 * data_range) ** 2
-    c2 = (SSIM_K2 * data_range) ** 2
-    window = tf.constant(_gaussian_window(SSIM_WINDOW, SSIM_SIGMA))
-    mu_a = _filter_valid(generated, window)
-    mu_b = _filter_valid(target, window)
-    var_a = _filter_valid(generated * generated, window) - mu_a * mu_a
-    var_b = _filter_valid(target * target, window) - mu_b * mu_b
-    cov = _filter_valid(generated * target, window) - mu_a * mu_b
-    luminance = (2.0 * mu_a * mu_b + c1) / (mu_a * mu_a + mu_b * mu_b + c1)
-    structure = (2.0 * cov + c2) / (var_a + var_b + c2)
-    return luminance * structure
+    return tf.image.ssim(
+        (generated + 1.0) * 127.5 / data_range,
+        (target + 1.0) * 127.5 / data_range,
+        max_val=1.0,
+        filter_size=SSIM_WINDOW,
+        filter_sigma=SSIM_SIGMA,
+        k1=SSIM_K1,
+        k2=SSIM_K2,
+        return_index_map=True,
+    )
 
 
 def ssim(generated, target, max_val=2.0, mask=None):
@@ -145,8 +134,7 @@ def ssim(generated, target, max_val=2.0, mask=None):
     Example:
       >>> ssim(images, images).numpy()  # -> [1., 1., ...]
     """
-    smap = ssim_map(generated, target, max_val)
-    per_position = tf.reduce_mean(smap, axis=-1)
+    per_position = ssim_map(generated, target, max_val)
     if mask is None:
         return tf.reduce_mean(per_position, axis=[1, 2])
     mask = tf.cast(tf.convert_to_tensor(mask), tf.float32)
@@ -178,5 +166,69 @@ def psnr(generated, target, max_val=2.0):
     _check_pair(generated, target, "generated", "target")
     if isinstance(max_val, str) or not max_val > 0:
         raise ValueError(f"max_val must be a positive number, got {max_val!r}")
-    mse = tf.reduce_mean(tf.square(generated - target), axis=[1, 2, 3])
-    return 10.0 * (tf.math.log(float(max_val) ** 2 / mse) / tf.math.log(10.0))
+    return tf.image.psnr(generated, target, max_val=float(max_val))
+
+
+# The two SSIM variants of the GFLA authors' evaluation script, by scikit-image.
+PAPER_SSIM_VARIANTS = {
+    "ssim_uniform51": (
+        "skimage.metrics.structural_similarity on RGB [0, 1] images: 51-px uniform window, "
+        "data_range 1, sample covariance, K1 0.01, K2 0.03, mean over channels (GFLA "
+        "script/metrics.py)"
+    ),
+    "ssim_gaussian_dynamic": (
+        "skimage.metrics.structural_similarity on RGB [0, 255] images: Gaussian window "
+        "sigma 1.5 (11 px), use_sample_covariance=False, data_range = the generated image's "
+        "max - min (PG2/PATN/GFLA script/metrics.py)"
+    ),
+}
+
+
+def paper_ssim(generated, target, variant):
+    """Per-image SSIM of one of the authors' two variants, computed by scikit-image.
+
+    Args:
+      generated: [B, H, W, 3] uint8 images (as the authors read them from files).
+      target: [B, H, W, 3] uint8 images.
+      variant: "ssim_uniform51" or "ssim_gaussian_dynamic" (see PAPER_SSIM_VARIANTS).
+
+    Returns:
+      [B] float64 numpy array; NaN for "ssim_uniform51" on images smaller than 51 px.
+
+    Raises:
+      ValueError: unknown variant, shapes differ, or images are not uint8.
+      ImportError: scikit-image is not installed.
+    """
+    from skimage.metrics import structural_similarity
+
+    if variant not in PAPER_SSIM_VARIANTS:
+        raise ValueError(f"unknown SSIM variant {variant!r}; one of {tuple(PAPER_SSIM_VARIANTS)}")
+    generated = np.asarray(generated)
+    target = np.asarray(target)
+    if generated.dtype != np.uint8 or target.dtype != np.uint8:
+        raise ValueError("paper SSIM variants take uint8 images")
+    if generated.shape != target.shape or generated.ndim != 4:
+        raise ValueError(
+            f"images must be two [B, H, W, 3] arrays, got {generated.shape}, {target.shape}"
+        )
+    if variant == "ssim_uniform51" and min(generated.shape[1:3]) < 51:
+        return np.full(len(generated), np.nan)
+    values = []
+    for fake, real in zip(generated, target):
+        if variant == "ssim_uniform51":
+            value = structural_similarity(
+                fake / 255.0, real / 255.0, win_size=51, data_range=1.0, channel_axis=-1
+            )
+        else:
+            # The authors pass uint8 arrays: the range is an integer, 0 for a flat image.
+            value = structural_similarity(
+                real.astype(np.float64),
+                fake.astype(np.float64),
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                channel_axis=-1,
+                data_range=float(fake.max()) - float(fake.min()),
+            )
+        values.append(value)
+    return np.asarray(values, np.float64)

@@ -14,7 +14,8 @@ accepts:
   ``alex.pth`` (``lin0.model.1.weight`` ...); a full ``lpips.LPIPS`` state dict
   (``net.slice1.0.weight`` ...) works too. ``convert_torch_weights`` writes such a file.
 * ``.weights.h5``: this model's own ``save_weights`` file.
-* ``.pth``/``.pt``: read with ``torch.load`` (optional ``torch`` import).
+* ``.pth``/``.pt``: a PyTorch state dict, read without PyTorch
+  (``gfla_tf.pretrained.read_state_dict``).
 * ``"default"``: ``$GFLA_LPIPS_WEIGHTS``, else ``$KERAS_HOME/gfla/lpips_alex_v0.1.npz``
   (``~/.keras`` by default), else converted there from the installed ``lpips`` and
   ``torchvision`` packages (torchvision fetches AlexNet the way it always does); if none
@@ -31,13 +32,15 @@ import logging
 import os
 import re
 import sys
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from gfla_tf.evaluation.weights import WeightsUnavailableError, cache_dir
+from gfla_tf import io as gfla_io
+from gfla_tf.pretrained.errors import WeightsUnavailableError
+from gfla_tf.pretrained.files import cache_dir
+from gfla_tf.pretrained.torch_files import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ DEFAULT_FILENAME = "lpips_alex_v0.1.npz"
 _HELP = (
     "LPIPS needs the AlexNet + linear-layer weights of the lpips package. Supply a local "
     "file (--lpips-weights PATH, or $GFLA_LPIPS_WEIGHTS): a .npz of the PyTorch tensors, "
-    "this model's .weights.h5, or a .pth state dict. With torch available, "
+    "this model's .weights.h5, or a .pth state dict. Without PyTorch, "
     "'python -m gfla_tf.evaluation.lpips --lin alex.pth --alexnet alexnet-owt-7be5be79.pth "
     "--out lpips_alex_v0.1.npz' converts the lpips package's alex.pth plus torchvision's "
     "AlexNet checkpoint."
@@ -250,16 +253,9 @@ def _index_torch_names(tensors):
 
 def _read_torch(path):
     try:
-        import torch
-    except ImportError as error:
-        raise WeightsUnavailableError(
-            f"reading {path!r} needs PyTorch, which is not installed; convert it to .npz "
-            f"where torch is available. {_HELP}"
-        ) from error
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return {key: value.detach().cpu().numpy() for key, value in state.items()}
+        return read_state_dict(path)
+    except WeightsUnavailableError as error:
+        raise WeightsUnavailableError(f"LPIPS weights: {error}. {_HELP}") from error
 
 
 def resolve_default_weights():
@@ -285,7 +281,8 @@ def resolve_default_weights():
     try:
         import lpips  # noqa: F401
         import torchvision  # noqa: F401
-    except ImportError as error:
+    # A torchvision built for another torch raises RuntimeError on import, not ImportError.
+    except Exception as error:  # noqa: BLE001 - any import failure: cannot convert here
         raise WeightsUnavailableError(
             f"no LPIPS weights at {cached!r} and the lpips/torchvision packages are not "
             f"installed to convert them from. {_HELP}"
@@ -342,16 +339,8 @@ def convert_torch_weights(lin_path, alexnet_path, output):
 
 def save_npz(tensors, output):
     """Writes a dict of arrays to ``output`` atomically; returns ``output``."""
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-    os.close(fd)
-    try:
-        np.savez(tmp, **{key: np.asarray(value) for key, value in tensors.items()})
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with gfla_io.atomic_path(output) as tmp, open(tmp, "wb") as file:
+        np.savez(file, **{key: np.asarray(value) for key, value in tensors.items()})
     return output
 
 

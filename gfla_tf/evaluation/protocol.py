@@ -26,6 +26,7 @@ class Protocol:
       model: the model path and its format.
       ssim: the SSIM definition.
       psnr: the PSNR definition.
+      paper_ssim: the authors' two SSIM variants computed (name -> definition).
       lpips: the LPIPS network and weights used.
       fid_features: the FID feature extractor, its input size and resize.
       fid_reference: which real images FID compares against (and how many).
@@ -46,6 +47,7 @@ class Protocol:
         "valid window positions, mean over channels; data range = full range (255 on uint8)"
     )
     psnr: str = "10 log10(255^2 / MSE) per image on uint8-equivalent values, mean over pairs"
+    paper_ssim: dict = dataclasses.field(default_factory=dict)
     lpips: str = "not computed"
     fid_features: str = "not computed"
     fid_reference: str = "not computed"

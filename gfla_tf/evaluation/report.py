@@ -1,46 +1,30 @@
 """The evaluation report: ``metrics.json`` and an HTML page of the best and worst pairs.
 
 Each shown pair is one PNG strip beside ``report.html``: source, target pose skeleton,
-generated, target, the finest flow as colour, and its mask. Files are written to a
-temporary name and renamed, so a crashed run never leaves a half-written report.
+generated, target, the finest flow as colour (``gfla_tf.data.visualize.flow_to_color``,
+its legend shown once on the page), and its mask. Every file is written atomically
+(``gfla_tf.io``), so a crashed run never leaves a half-written report.
 """
 
-import colorsys
 import html
+import io
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-# Skeleton limbs (COCO-18 index pairs); gfla_tf.data.keypoints.LIMBS when available.
-_LIMBS = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
-)  # fmt: skip
+from gfla_tf import io as gfla_io
+from gfla_tf.data.visualize import draw_skeleton, flow_legend, flow_to_color
+
 STRIP_COLUMNS = ("source", "target pose", "generated", "target", "flow", "mask")
-
-
-def write_atomic(path, data):
-    """Writes ``data`` (str or bytes) to ``path`` through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+LEGEND_FILE = "flow_legend.png"
 
 
 def write_json(path, value):
     """Writes ``value`` as indented JSON atomically (NaN/inf become null)."""
-    return write_atomic(path, json.dumps(_json_safe(value), indent=2) + "\n")
+    gfla_io.atomic_write_text(path, json.dumps(_json_safe(value), indent=2) + "\n")
+    return path
 
 
 def _json_safe(value):
@@ -60,81 +44,15 @@ def _json_safe(value):
 
 def write_png(path, array):
     """Writes a uint8 [H, W, 3] (or [H, W]) array as PNG atomically."""
-    buffer = _png_bytes(np.asarray(array, np.uint8))
-    return write_atomic(path, buffer)
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format="PNG")
+    gfla_io.atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
-def _png_bytes(array):
-    import io
-
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
-
-
-def flow_to_color(flow, max_magnitude=None):
-    """Colours a flow: hue = direction, saturation = magnitude (white = no motion).
-
-    Uses ``gfla_tf.data.flow_to_color`` when the data package provides it.
-
-    Args:
-      flow: [H, W, 2] flow (x, y).
-      max_magnitude: magnitude shown fully saturated; default the largest in ``flow``.
-
-    Returns:
-      uint8 [H, W, 3].
-    """
-    try:
-        from gfla_tf.data import flow_to_color as data_flow_to_color
-    except ImportError:
-        data_flow_to_color = None
-    if data_flow_to_color is not None:
-        return np.asarray(data_flow_to_color(flow), np.uint8)
-    flow = np.asarray(flow, np.float64)
-    magnitude = np.hypot(flow[..., 0], flow[..., 1])
-    scale = max_magnitude or max(float(magnitude.max()), 1e-6)
-    hue = (np.arctan2(-flow[..., 1], -flow[..., 0]) / (2 * np.pi)) % 1.0
-    saturation = np.clip(magnitude / scale, 0.0, 1.0)
-    hsv = np.stack([hue, saturation, np.ones_like(hue)], axis=-1) * 255.0
-    hsv = np.clip(hsv + 0.5, 0, 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"), np.uint8)
-
-
-def draw_skeleton(keypoints, height, width, line_width=None):
-    """Draws an 18-keypoint pose on black (missing = negative coordinates).
-
-    Args:
-      keypoints: [18, 2] (x, y) pixels.
-      height: canvas height.
-      width: canvas width.
-      line_width: limb width in pixels; default scales with the canvas.
-
-    Returns:
-      uint8 [height, width, 3].
-    """
-    try:
-        from gfla_tf.data.keypoints import LIMBS as limbs
-    except ImportError:
-        limbs = _LIMBS
-    keypoints = np.asarray(keypoints, np.float64)
-    canvas = Image.new("RGB", (int(width), int(height)))
-    draw = ImageDraw.Draw(canvas)
-    line_width = line_width or max(1, int(round(min(height, width) / 64)))
-
-    def present(i):
-        return i < len(keypoints) and keypoints[i][0] >= 0 and keypoints[i][1] >= 0
-
-    for n, (a, b) in enumerate(limbs):
-        if present(a) and present(b):
-            r, g, bl = colorsys.hsv_to_rgb(n / len(limbs), 1.0, 1.0)
-            color = (int(r * 255), int(g * 255), int(bl * 255))
-            draw.line([tuple(keypoints[a]), tuple(keypoints[b])], fill=color, width=line_width)
-    radius = line_width + 0.5
-    for i in range(len(keypoints)):
-        if present(i):
-            x, y = keypoints[i]
-            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 255, 255))
-    return np.asarray(canvas, np.uint8)
+def write_flow_legend(path, size=96):
+    """Writes the colour wheel of the flow panels (``flow_legend``) as PNG."""
+    return write_png(path, flow_legend(size))
 
 
 def _resize_nearest(array, height, width):
@@ -160,17 +78,10 @@ def pair_strip(source, target_keypoints, generated, target, flow, mask, min_heig
     height, width = source.shape[:2]
     zoom = max(1, int(math.ceil(min_height / height)))
     out_h, out_w = height * zoom, width * zoom
-    try:
-        from gfla_tf.data import draw_skeleton as data_draw_skeleton
-    except ImportError:
-        data_draw_skeleton = None
     points = np.asarray(target_keypoints, np.float64)
     # Missing keypoints are negative; keep them negative after scaling.
     points = np.where(points >= 0, points * zoom, -1.0)
-    if data_draw_skeleton is not None:
-        pose = np.asarray(data_draw_skeleton(points, size=(out_h, out_w)), np.uint8)
-    else:
-        pose = draw_skeleton(points, out_h, out_w)
+    pose = np.asarray(draw_skeleton(points, size=(out_h, out_w)), np.uint8)
     panels = [_resize_nearest(source, out_h, out_w), pose]
     panels += [_resize_nearest(generated, out_h, out_w), _resize_nearest(target, out_h, out_w)]
     if flow is None:
@@ -178,7 +89,8 @@ def pair_strip(source, target_keypoints, generated, target, flow, mask, min_heig
     else:
         # A broken model can emit NaN; show it as no motion rather than fail the report.
         flow = np.nan_to_num(np.asarray(flow, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        panels.append(_resize_nearest(flow_to_color(flow), out_h, out_w))
+        colours = np.asarray(flow_to_color(flow), np.uint8)
+        panels.append(_resize_nearest(colours, out_h, out_w))
     if mask is None:
         panels.append(np.zeros((out_h, out_w, 3), np.uint8))
     else:
@@ -202,7 +114,7 @@ def _flatten(prefix, value, rows):
         rows.append((prefix, value))
 
 
-def write_html(path, metrics, protocol, sections, title="gfla-tf evaluation"):
+def write_html(path, metrics, protocol, sections, title="gfla-tf evaluation", legend=None):
     """Writes ``report.html``.
 
     Args:
@@ -212,6 +124,7 @@ def write_html(path, metrics, protocol, sections, title="gfla-tf evaluation"):
       sections: list of (heading, rows) where each row is a dict with "image" (a PNG
         path relative to the page), "label" and "values" (dict of per-pair metrics).
       title: the page title.
+      legend: optional path (relative to the page) of the flow colour legend PNG.
 
     Returns:
       ``path``.
@@ -241,6 +154,11 @@ def write_html(path, metrics, protocol, sections, title="gfla-tf evaluation"):
         parts.append(f"<tr><td>{html.escape(key)}</td><td>{_format_value(value)}</td></tr>")
     parts.append("</table>")
     columns = " | ".join(STRIP_COLUMNS)
+    if legend:
+        parts.append(
+            "<p>Flow colours: hue = direction, saturation = magnitude, white = no motion "
+            f'<img src="{html.escape(legend)}" alt="flow colour legend"></p>'
+        )
     for heading, entries in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2><p>Columns: {html.escape(columns)}</p>")
         for entry in entries:
@@ -251,4 +169,5 @@ def write_html(path, metrics, protocol, sections, title="gfla-tf evaluation"):
                 "</p>"
             )
     parts.append("</body></html>")
-    return write_atomic(path, "\n".join(parts) + "\n")
+    gfla_io.atomic_write_text(path, "\n".join(parts) + "\n")
+    return path

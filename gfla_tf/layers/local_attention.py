@@ -5,6 +5,7 @@ from keras import ops
 
 from gfla_tf import ops as gfla_ops
 from gfla_tf.layers import _common
+from gfla_tf.ops import _validation
 
 
 @keras.saving.register_keras_serializable(package="gfla")
@@ -61,12 +62,10 @@ class LocalAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1:
-            raise ValueError(f"kernel_size must be an integer >= 1, got {kernel_size!r}")
+        _validation.check_kernel_size(kernel_size)
+        _validation.check_impl(impl)
         if int(hidden) < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden!r}")
-        if impl not in gfla_ops.IMPLS:
-            raise ValueError(f"impl must be one of {gfla_ops.IMPLS}, got {impl!r}")
         self.kernel_size = kernel_size
         self.hidden = int(hidden)
         self.negative_slope = float(negative_slope)
@@ -78,10 +77,18 @@ class LocalAttention(keras.layers.Layer):
         self.logits_dense = keras.layers.Dense(kernel_size * kernel_size, name="logits_dense", **kw)
 
     def build(self, source_shape, target_shape, flow_shape):
+        try:
+            # The ops' own validation: the block the layer extracts is block_extract's output.
+            _validation.check_shapes(source_shape, flow_shape, self.kernel_size)
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {err}") from None
         _common.check_rank4(source_shape, "source", self.name)
         _common.check_rank4(target_shape, "target", self.name, channels=source_shape[-1])
-        _common.check_rank4(flow_shape, "flow", self.name, channels=2)
         kk = self.kernel_size * self.kernel_size
+        # A huge kernel_size with an unknown batch passes the op checks but not Keras.
+        _validation.check_element_count(
+            f"{self.name}: hidden_dense kernel", [kk * 2 * source_shape[-1], self.hidden]
+        )
         b, h, w = flow_shape[:3]
         self.hidden_dense.build((b, h, w, kk * 2 * source_shape[-1]))
         self.logits_dense.build((b, h, w, self.hidden))
@@ -142,7 +149,7 @@ class LocalAttention(keras.layers.Layer):
         return config
 
 
-def uses_custom_op(impl):
+def uses_custom_op(impl: str) -> bool:
     """Whether ``impl`` resolves to the compiled library (never raises).
 
     Args:

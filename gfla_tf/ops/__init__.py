@@ -11,15 +11,22 @@ Every op takes ``impl``:
 
 The library is loaded lazily on first use; ``import gfla_tf.ops`` never fails because of
 it. ``status()`` reports what was found.
+
+Arguments are validated once, before dispatch, by ``gfla_tf.ops._validation``: a bad
+argument raises the same exception with the same message whichever impl runs
+(``ValueError`` when static shapes or dtypes show it, ``tf.errors.InvalidArgumentError``
+when only the run time does).
 """
 
-from gfla_tf.ops import reference
+import tensorflow as tf
+
+# _custom only defines the wrappers and registers the gradients: it loads nothing.
+from gfla_tf.ops import _custom, _validation, reference
 from gfla_tf.ops._loader import library_available, status
+from gfla_tf.ops._validation import IMPLS
 
-IMPLS = ("auto", "custom", "reference")
 
-
-def resolve_impl(impl):
+def resolve_impl(impl: str) -> str:
     """Maps ``impl`` to "custom" or "reference".
 
     Args:
@@ -32,8 +39,7 @@ def resolve_impl(impl):
       ValueError: if ``impl`` is not one of IMPLS.
       RuntimeError: if ``impl == "custom"`` and the library cannot be loaded.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    _validation.check_impl(impl)
     if impl == "reference":
         return "reference"
     if library_available(required=(impl == "custom")):
@@ -41,12 +47,17 @@ def resolve_impl(impl):
     return "reference"
 
 
-def block_extract(source, flow, kernel_size, impl="auto"):
+def block_extract(
+    source: tf.types.experimental.TensorLike,
+    flow: tf.types.experimental.TensorLike,
+    kernel_size: int,
+    impl: str = "auto",
+) -> tf.Tensor:
     """Samples a k x k block of ``source`` around every flow-displaced target position.
 
     Args:
-      source: [B, Hs, Ws, C] float tensor (float16, float32 or float64).
-      flow: [B, H, W, 2] backward flow in pixels; channel 0 is x, channel 1 is y.
+      source: [B, Hs, Ws, C] float tensor (float16, bfloat16, float32 or float64).
+      flow: [B, H, W, 2] floating-point backward flow in pixels; channel 0 is x, 1 is y.
       kernel_size: k, an integer >= 1.
       impl: "auto", "custom" or "reference".
 
@@ -55,23 +66,32 @@ def block_extract(source, flow, kernel_size, impl="auto"):
       clamped taps) at ``(y + flow_y + i - k//2, x + flow_x + j - k//2)``.
 
     Raises:
-      ValueError: bad ``impl`` or (reference path) bad shapes.
-      tf.errors.InvalidArgumentError: (custom path) bad shapes.
+      ValueError: bad ``impl``, ``kernel_size`` or dtype, or shapes that are wrong in
+        their static form (always the case in eager mode). The same for every impl.
+      tf.errors.InvalidArgumentError: shapes whose problem only shows at run time
+        (dimensions unknown while tracing a ``tf.function``). The same for every impl.
+      RuntimeError: ``impl="custom"`` and the library cannot be loaded.
     """
+    _validation.check_impl(impl)
+    source, flow, _ = _validation.validate(source, flow, kernel_size, op="block_extract")
     if resolve_impl(impl) == "custom":
-        from gfla_tf.ops import _custom
-
-        return _custom.block_extract(source, flow, kernel_size)
-    return reference.block_extract(source, flow, kernel_size)
+        return _custom._block_extract(source, flow, kernel_size)
+    return reference._block_extract(source, flow, kernel_size)
 
 
-def local_attention(source, flow, attention, kernel_size, impl="auto"):
+def local_attention(
+    source: tf.types.experimental.TensorLike,
+    flow: tf.types.experimental.TensorLike,
+    attention: tf.types.experimental.TensorLike,
+    kernel_size: int,
+    impl: str = "auto",
+) -> tf.Tensor:
     """Fused local attention: ``sum_n attention[..., n] * block[..., n, :] / k**2``.
 
     Args:
       source: [B, Hs, Ws, C] float tensor.
-      flow: [B, H, W, 2] backward flow in pixels; channel 0 is x, channel 1 is y.
-      attention: [B, H, W, k*k] attention weights.
+      flow: [B, H, W, 2] floating-point backward flow in pixels; channel 0 is x, 1 is y.
+      attention: [B, H, W, k*k] floating-point attention weights.
       kernel_size: k, an integer >= 1.
       impl: "auto", "custom" or "reference".
 
@@ -79,14 +99,19 @@ def local_attention(source, flow, attention, kernel_size, impl="auto"):
       [B, H, W, C] tensor.
 
     Raises:
-      ValueError: bad ``impl`` or (reference path) bad shapes.
-      tf.errors.InvalidArgumentError: (custom path) bad shapes.
+      ValueError: bad ``impl``, ``kernel_size`` or dtype, or shapes that are wrong in
+        their static form (always the case in eager mode). The same for every impl.
+      tf.errors.InvalidArgumentError: shapes whose problem only shows at run time
+        (dimensions unknown while tracing a ``tf.function``). The same for every impl.
+      RuntimeError: ``impl="custom"`` and the library cannot be loaded.
     """
+    _validation.check_impl(impl)
+    source, flow, attention = _validation.validate(
+        source, flow, kernel_size, attention, op="local_attention"
+    )
     if resolve_impl(impl) == "custom":
-        from gfla_tf.ops import _custom
-
-        return _custom.local_attention(source, flow, attention, kernel_size)
-    return reference.local_attention(source, flow, attention, kernel_size)
+        return _custom._local_attention(source, flow, attention, kernel_size)
+    return reference._local_attention(source, flow, attention, kernel_size)
 
 
 __all__ = [

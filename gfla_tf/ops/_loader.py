@@ -6,6 +6,9 @@ build and Bazel may write plain ``_gfla_ops.so``). Nothing is loaded at import t
 first op call with ``impl="auto"`` or ``"custom"`` (or ``status()``) tries once and
 remembers the outcome. When the load fails, ``"auto"`` falls back to the pure-TF reference
 with one warning that names the reason, and ``"custom"`` raises.
+
+This module only loads and describes the library; the op wrappers and the gradient
+registrations live in ``_custom``, which imports this module (never the reverse).
 """
 
 import glob
@@ -14,6 +17,7 @@ import logging
 import os
 import threading
 import warnings
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ _result = None  # (module or None, path or None, reason or None) once a load was
 _warned = False
 
 
-def library_path():
+def library_path() -> str | None:
     """Returns the path the loader will try, or None when no library file is found.
 
     Returns:
@@ -64,9 +68,6 @@ def _try_load():
     missing = [name for name in _OPS if not hasattr(module, _snake(name))]
     if missing:
         return None, path, f"library {path!r} does not define the ops {missing}"
-    # The gradients live next to the wrappers; importing registers them exactly once.
-    from gfla_tf.ops import _custom  # noqa: F401
-
     return module, path, None
 
 
@@ -90,7 +91,7 @@ def _load():
     return _result
 
 
-def load_library():
+def load_library() -> Any:
     """Returns the loaded op module.
 
     Returns:
@@ -105,7 +106,7 @@ def load_library():
     return module
 
 
-def library_available(required=False):
+def library_available(required: bool = False) -> bool:
     """Whether the compiled library is usable; loads it on the first call.
 
     Args:
@@ -154,7 +155,7 @@ def _registered_devices(op_name):
         return []
 
 
-def status():
+def status() -> dict[str, Any]:
     """Describes the op library; loads it if that was not tried yet (never warns).
 
     Returns:
@@ -193,11 +194,3 @@ def status():
     info["build_tool"] = build.get("build_tool")
     info["compiler"] = build.get("compiler")
     return info
-
-
-def _reset_for_tests():
-    """Forgets the load outcome and the warning (tests only)."""
-    global _result, _warned
-    with _lock:
-        _result = None
-        _warned = False

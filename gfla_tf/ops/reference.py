@@ -15,46 +15,7 @@ flow gives a NaN output (through ``frac``) and still reads in bounds.
 
 import tensorflow as tf
 
-
-def _check_inputs(source, flow, kernel_size, attention=None):
-    """Validates ranks and shapes statically where they are known; raises ValueError."""
-    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be an integer >= 1, got {kernel_size!r}")
-    if source.shape.rank is not None and source.shape.rank != 4:
-        raise ValueError(
-            f"source must have rank 4 [batch, height, width, channels], got shape {source.shape}"
-        )
-    if flow.shape.rank is not None and flow.shape.rank != 4:
-        raise ValueError(f"flow must have rank 4 [batch, height, width, 2], got shape {flow.shape}")
-    if flow.shape.rank == 4 and flow.shape[-1] is not None and flow.shape[-1] != 2:
-        raise ValueError(
-            f"flow must have 2 channels (x, y) in its last dimension, got shape {flow.shape}"
-        )
-    if source.shape.rank == 4 and flow.shape.rank == 4:
-        b_s, b_f = source.shape[0], flow.shape[0]
-        if b_s is not None and b_f is not None and b_s != b_f:
-            raise ValueError(f"batch mismatch: source has batch {b_s} but flow has batch {b_f}")
-    if attention is not None:
-        kk = kernel_size * kernel_size
-        if attention.shape.rank is not None and attention.shape.rank != 4:
-            raise ValueError(
-                f"attention must have rank 4 [batch, height, width, {kk}], "
-                f"got shape {attention.shape}"
-            )
-        if attention.shape.rank == 4:
-            if attention.shape[-1] is not None and attention.shape[-1] != kk:
-                raise ValueError(
-                    f"attention must have kernel_size**2 = {kk} channels, "
-                    f"got shape {attention.shape}"
-                )
-            if flow.shape.rank == 4:
-                for axis, name in ((0, "batch"), (1, "height"), (2, "width")):
-                    a, f = attention.shape[axis], flow.shape[axis]
-                    if a is not None and f is not None and a != f:
-                        raise ValueError(
-                            f"{name} mismatch: attention has shape {attention.shape} "
-                            f"but flow has shape {flow.shape}"
-                        )
+from gfla_tf.ops import _validation
 
 
 def _sample_offsets(source, flow, kernel_size):
@@ -98,7 +59,11 @@ def _sample_offsets(source, flow, kernel_size):
             yield i * kernel_size + j, top * (1 - wy) + bottom * wy
 
 
-def block_extract(source, flow, kernel_size):
+def block_extract(
+    source: tf.types.experimental.TensorLike,
+    flow: tf.types.experimental.TensorLike,
+    kernel_size: int,
+) -> tf.Tensor:
     """Samples a k x k block of ``source`` around every flow-displaced position.
 
     Args:
@@ -111,16 +76,19 @@ def block_extract(source, flow, kernel_size):
       ``(y + flow_y + i - k//2, x + flow_x + j - k//2)``.
 
     Raises:
-      ValueError: if a shape is wrong or kernel_size < 1.
+      ValueError, tf.errors.InvalidArgumentError: bad arguments, exactly as
+        ``gfla_tf.ops.block_extract`` (see ``gfla_tf.ops._validation``).
     """
-    source = tf.convert_to_tensor(source)
-    flow = tf.convert_to_tensor(flow)
-    _check_inputs(source, flow, kernel_size)
-    samples = [s for _, s in _sample_offsets(source, flow, kernel_size)]
-    return tf.stack(samples, axis=3)
+    source, flow, _ = _validation.validate(source, flow, kernel_size, op="block_extract")
+    return _block_extract(source, flow, kernel_size)
 
 
-def local_attention(source, flow, attention, kernel_size):
+def local_attention(
+    source: tf.types.experimental.TensorLike,
+    flow: tf.types.experimental.TensorLike,
+    attention: tf.types.experimental.TensorLike,
+    kernel_size: int,
+) -> tf.Tensor:
     """Attention-weighted average of the flow-displaced k x k source block.
 
     Args:
@@ -133,12 +101,23 @@ def local_attention(source, flow, attention, kernel_size):
       [B, H, W, C] = sum_n attention[..., n] * block[..., n, :] / k**2.
 
     Raises:
-      ValueError: if a shape is wrong or kernel_size < 1.
+      ValueError, tf.errors.InvalidArgumentError: bad arguments, exactly as
+        ``gfla_tf.ops.local_attention`` (see ``gfla_tf.ops._validation``).
     """
-    source = tf.convert_to_tensor(source)
-    flow = tf.convert_to_tensor(flow)
-    attention = tf.convert_to_tensor(attention)
-    _check_inputs(source, flow, kernel_size, attention)
+    source, flow, attention = _validation.validate(
+        source, flow, kernel_size, attention, op="local_attention"
+    )
+    return _local_attention(source, flow, attention, kernel_size)
+
+
+def _block_extract(source, flow, kernel_size):
+    """``block_extract`` on arguments ``_validation.validate`` accepted."""
+    samples = [s for _, s in _sample_offsets(source, flow, kernel_size)]
+    return tf.stack(samples, axis=3)
+
+
+def _local_attention(source, flow, attention, kernel_size):
+    """``local_attention`` on arguments ``_validation.validate`` accepted."""
     attention = tf.cast(attention, source.dtype)
     total = None
     for n, sampled in _sample_offsets(source, flow, kernel_size):

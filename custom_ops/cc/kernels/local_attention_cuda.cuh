@@ -78,7 +78,8 @@ __global__ void LocalAttentionForwardKernel(Geometry g, const T* __restrict__ so
       for (int j = 0; j < g.kernel_size; ++j) {
         const AxisTap<A> tx = MakeAxisTap<A>(base_x, j - half, g.src_width);
         const Tap2D<A> t = MakeTap2D<A>(ty, tx, image, g.src_width, C);
-        const A a = static_cast<A>(attention[p * kk + i * g.kernel_size + j]);
+        const int64_t n = static_cast<int64_t>(i) * g.kernel_size + j;
+        const A a = static_cast<A>(attention[p * kk + n]);
         acc += a * (t.w00 * static_cast<A>(source[t.off00 + c]) +
                     t.w01 * static_cast<A>(source[t.off01 + c]) +
                     t.w10 * static_cast<A>(source[t.off10 + c]) +
@@ -146,7 +147,7 @@ __global__ void LocalAttentionBackwardKernel(Geometry g, const T* __restrict__ g
     for (int i = 0; i < g.kernel_size; ++i) {
       const AxisTap<A> ty = MakeAxisTap<A>(base_y, i - half, g.src_height);
       for (int j = 0; j < g.kernel_size; ++j) {
-        const int n = i * g.kernel_size + j;
+        const int64_t n = static_cast<int64_t>(i) * g.kernel_size + j;
         const AxisTap<A> tx = MakeAxisTap<A>(base_x, j - half, g.src_width);
         const Tap2D<A> t = MakeTap2D<A>(ty, tx, image, g.src_width, C);
         const A a = static_cast<A>(attention[p * kk + n]) * inv;
@@ -206,7 +207,7 @@ __global__ void BlockExtractBackwardKernel(Geometry g, const T* __restrict__ gra
     for (int i = 0; i < g.kernel_size; ++i) {
       const AxisTap<A> ty = MakeAxisTap<A>(base_y, i - half, g.src_height);
       for (int j = 0; j < g.kernel_size; ++j) {
-        const int n = i * g.kernel_size + j;
+        const int64_t n = static_cast<int64_t>(i) * g.kernel_size + j;
         const AxisTap<A> tx = MakeAxisTap<A>(base_x, j - half, g.src_width);
         const Tap2D<A> t = MakeTap2D<A>(ty, tx, image, g.src_width, C);
         const T* gp = grad + (p * kk + n) * C;

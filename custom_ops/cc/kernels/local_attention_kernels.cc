@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/util/overflow.h"
 #include "tensorflow/core/util/work_sharder.h"
 
 #if GOOGLE_CUDA
@@ -79,6 +82,18 @@ int NumThreads(OpKernelContext* ctx) {
 
 ::tensorflow::thread::ThreadPool* Workers(OpKernelContext* ctx) {
   return ctx->device()->tensorflow_cpu_worker_threads()->workers;
+}
+
+// Shard cost of one unit: the product of `factors`, saturated so that absurd sizes cannot
+// overflow the cost arithmetic (real workloads stay far below the cap).
+int64_t CostPerUnit(std::initializer_list<int64_t> factors) {
+  constexpr int64_t kMaxCost = int64_t{1} << 40;
+  int64_t cost = 1;
+  for (const int64_t f : factors) {
+    cost = ::tensorflow::MultiplyWithoutOverflow(cost, f);
+    if (cost < 0 || cost > kMaxCost) return kMaxCost;
+  }
+  return std::max<int64_t>(1, cost);
 }
 
 // Computes the k axis taps of one target position along y and x.
@@ -172,12 +187,12 @@ void ScatterShards(OpKernelContext* ctx, const Geometry& g, T* grad_source, RowF
   if (g.batch < threads && g.height > 1) {
     splits = std::min<int64_t>({g.height, (threads + g.batch - 1) / g.batch, 16});
   }
-  const int64_t row_cost = std::max<int64_t>(1, g.width * g.taps() * g.channels * 16);
+  const int64_t row_cost = CostPerUnit({g.width, g.taps(), g.channels, 16});
   const bool direct = splits == 1 && std::is_same<T, A>::value;
   if (direct) {
     A* dst = reinterpret_cast<A*>(grad_source);
     std::memset(dst, 0, sizeof(A) * total);
-    ::tensorflow::Shard(threads, Workers(ctx), g.batch, row_cost * g.height,
+    ::tensorflow::Shard(threads, Workers(ctx), g.batch, CostPerUnit({row_cost, g.height}),
                         [&](int64_t begin, int64_t end) {
                           for (int64_t b = begin; b < end; ++b) {
                             rows(b, 0, g.height, dst + b * image);
@@ -185,12 +200,18 @@ void ScatterShards(OpKernelContext* ctx, const Geometry& g, T* grad_source, RowF
                         });
     return;
   }
+  // batch * splits private copies of one image's gradient.
+  const int64_t buffer_size = ::tensorflow::MultiplyWithoutOverflow(total, splits);
+  OP_REQUIRES(ctx, buffer_size >= 0,
+              ::tensorflow::errors::InvalidArgument(
+                  "source gradient accumulation buffer of ", splits, " x ", total,
+                  " elements has more than 2**63 - 1 elements"));
   Tensor buffer;
-  OP_REQUIRES_OK(ctx, ctx->allocate_temp(DataTypeToEnum<A>::value,
-                                         TensorShape({g.batch * splits * image}), &buffer));
+  OP_REQUIRES_OK(ctx, ctx->allocate_temp(DataTypeToEnum<A>::value, TensorShape({buffer_size}),
+                                         &buffer));
   A* buf = buffer.flat<A>().data();
   const int64_t units = g.batch * splits;
-  ::tensorflow::Shard(threads, Workers(ctx), units, row_cost * g.height / splits,
+  ::tensorflow::Shard(threads, Workers(ctx), units, CostPerUnit({row_cost, g.height}) / splits,
                       [&](int64_t begin, int64_t end) {
                         for (int64_t u = begin; u < end; ++u) {
                           A* dst = buf + u * image;
@@ -224,7 +245,7 @@ struct LocalAttentionFunctor<CPUDevice, T> {
     const int k = g.kernel_size;
     const A inv = static_cast<A>(1) / static_cast<A>(kk);
     const int64_t image = g.src_height * g.src_width * C;
-    const int64_t row_cost = std::max<int64_t>(1, g.width * kk * C * 8);
+    const int64_t row_cost = CostPerUnit({g.width, kk, C, 8});
     auto work = [&](int64_t begin, int64_t end) {
       std::vector<A> acc(C);
       std::vector<AxisTap<A>> ty(k), tx(k);
@@ -238,7 +259,7 @@ struct LocalAttentionFunctor<CPUDevice, T> {
           for (int i = 0; i < k; ++i) {
             for (int j = 0; j < k; ++j) {
               const Tap2D<A> t = MakeTap2D<A>(ty[i], tx[j], b * image, g.src_width, C);
-              const A a = static_cast<A>(att[i * k + j]);
+              const A a = static_cast<A>(att[static_cast<int64_t>(i) * k + j]);
               Blend4<A, T>(acc.data(), source + t.off00, source + t.off01, source + t.off10,
                            source + t.off11, a * t.w00, a * t.w01, a * t.w10, a * t.w11, C);
             }
@@ -276,7 +297,7 @@ struct LocalAttentionGradFunctor<CPUDevice, T> {
           A gfx = 0, gfy = 0;
           for (int i = 0; i < k; ++i) {
             for (int j = 0; j < k; ++j) {
-              const int n = i * k + j;
+              const int64_t n = static_cast<int64_t>(i) * k + j;
               const Tap2D<A> t = MakeTap2D<A>(ty[i], tx[j], b * image, g.src_width, C);
               Dot4<A, T>(gbuf.data(), source + t.off00, source + t.off01, source + t.off10,
                          source + t.off11, C, d);
@@ -308,7 +329,7 @@ struct BlockExtractFunctor<CPUDevice, T> {
     const int64_t C = g.channels, kk = g.taps();
     const int k = g.kernel_size;
     const int64_t image = g.src_height * g.src_width * C;
-    const int64_t row_cost = std::max<int64_t>(1, g.width * kk * C * 6);
+    const int64_t row_cost = CostPerUnit({g.width, kk, C, 6});
     const A one = static_cast<A>(1);
     auto work = [&](int64_t begin, int64_t end) {
       std::vector<AxisTap<A>> ty(k), tx(k);
@@ -324,7 +345,7 @@ struct BlockExtractFunctor<CPUDevice, T> {
               const T* v01 = source + t.off01;
               const T* v10 = source + t.off10;
               const T* v11 = source + t.off11;
-              T* __restrict out = block + (p * kk + i * k + j) * C;
+              T* __restrict out = block + (p * kk + static_cast<int64_t>(i) * k + j) * C;
               const A wx = t.wx, wy = t.wy;
               // Same association as the reference: lerp along x, then along y.
               GFLA_SIMD
@@ -362,7 +383,7 @@ struct BlockExtractGradFunctor<CPUDevice, T> {
           A gfx = 0, gfy = 0;
           for (int i = 0; i < k; ++i) {
             for (int j = 0; j < k; ++j) {
-              const T* gp = grad + (p * kk + i * k + j) * C;
+              const T* gp = grad + (p * kk + static_cast<int64_t>(i) * k + j) * C;
               for (int64_t c = 0; c < C; ++c) gbuf[c] = static_cast<A>(gp[c]);
               const Tap2D<A> t = MakeTap2D<A>(ty[i], tx[j], b * image, g.src_width, C);
               Dot4<A, T>(gbuf.data(), source + t.off00, source + t.off01, source + t.off10,
@@ -391,6 +412,13 @@ namespace {
 void* StreamOf(OpKernelContext* ctx) {
   return static_cast<void*>(ctx->eigen_device<GPUDevice>().stream());
 }
+// The backward kernels launch one warp (32 threads) per target position.
+bool CheckWarpLaunch(OpKernelContext* ctx, const Geometry& g, const char* what) {
+  if (::tensorflow::MultiplyWithoutOverflow(g.pixels(), 32) >= 0) return true;
+  ctx->SetStatus(::tensorflow::errors::InvalidArgument(
+      what, ": ", g.pixels(), " target positions are too many for one CUDA launch"));
+  return false;
+}
 void CheckLaunch(OpKernelContext* ctx, const char* error, const char* what) {
   if (error != nullptr) {
     ctx->SetStatus(::tensorflow::errors::Internal(what, " CUDA launch failed: ", error));
@@ -413,6 +441,7 @@ struct LocalAttentionGradFunctor<GPUDevice, T> {
   void operator()(OpKernelContext* ctx, const Geometry& g, const T* grad, const T* source,
                   const T* flow, const T* attention, T* grad_source, T* grad_flow,
                   T* grad_attention) {
+    if (!CheckWarpLaunch(ctx, g, "GflaLocalAttentionGrad")) return;
     CheckLaunch(ctx,
                 cuda::LocalAttentionBackward<T>(StreamOf(ctx), g, grad, source, flow, attention,
                                                 grad_source, grad_flow, grad_attention),
@@ -433,6 +462,7 @@ template <typename T>
 struct BlockExtractGradFunctor<GPUDevice, T> {
   void operator()(OpKernelContext* ctx, const Geometry& g, const T* grad, const T* source,
                   const T* flow, T* grad_source, T* grad_flow) {
+    if (!CheckWarpLaunch(ctx, g, "GflaBlockExtractGrad")) return;
     CheckLaunch(ctx,
                 cuda::BlockExtractBackward<T>(StreamOf(ctx), g, grad, source, flow, grad_source,
                                               grad_flow),
@@ -504,6 +534,27 @@ void ValidateInputs(OpKernelContext* ctx, int kernel_size, const Tensor& source,
                   source.shape().DebugString()));
 }
 
+// Builds a forward output shape with TensorShape's overflow checks; the message is the one
+// of the Python validation and of the shape functions.
+::tensorflow::Status OutputShape(const char* op, std::initializer_list<int64_t> dims,
+                                 TensorShape* out) {
+  if (TensorShape::BuildTensorShape(dims, out).ok()) return ::tensorflow::Status();
+  std::string sizes;
+  for (const int64_t size : dims) sizes += (sizes.empty() ? "" : ", ") + std::to_string(size);
+  return ::tensorflow::errors::InvalidArgument(op, " output shape [", sizes,
+                                               "] has more than 2**63 - 1 elements");
+}
+
+// [B, H, W, C].
+::tensorflow::Status LocalAttentionOutputShape(const Geometry& g, TensorShape* out) {
+  return OutputShape("local_attention", {g.batch, g.height, g.width, g.channels}, out);
+}
+
+// [B, H, W, k*k, C].
+::tensorflow::Status BlockExtractOutputShape(const Geometry& g, TensorShape* out) {
+  return OutputShape("block_extract", {g.batch, g.height, g.width, g.taps(), g.channels}, out);
+}
+
 // Checks that the upstream gradient has the forward output's shape.
 void ValidateGrad(OpKernelContext* ctx, const Tensor& grad, const TensorShape& expected) {
   OP_REQUIRES(ctx, grad.shape() == expected,
@@ -532,9 +583,10 @@ class LocalAttentionOp : public OpKernel {
     Geometry g;
     ValidateInputs(ctx, kernel_size_, source, flow, &attention, &g);
     GFLA_RETURN_IF_FAILED(ctx);
+    TensorShape output_shape;
+    OP_REQUIRES_OK(ctx, LocalAttentionOutputShape(g, &output_shape));
     Tensor* output = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(
-                            0, TensorShape({g.batch, g.height, g.width, g.channels}), &output));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, output_shape, &output));
     if (output->NumElements() == 0) return;
     LocalAttentionFunctor<Device, T>()(ctx, g, source.flat<T>().data(), flow.flat<T>().data(),
                                        attention.flat<T>().data(), output->flat<T>().data());
@@ -559,7 +611,9 @@ class LocalAttentionGradOp : public OpKernel {
     Geometry g;
     ValidateInputs(ctx, kernel_size_, source, flow, &attention, &g);
     GFLA_RETURN_IF_FAILED(ctx);
-    ValidateGrad(ctx, grad, TensorShape({g.batch, g.height, g.width, g.channels}));
+    TensorShape output_shape;
+    OP_REQUIRES_OK(ctx, LocalAttentionOutputShape(g, &output_shape));
+    ValidateGrad(ctx, grad, output_shape);
     GFLA_RETURN_IF_FAILED(ctx);
     Tensor *grad_source = nullptr, *grad_flow = nullptr, *grad_attention = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, source.shape(), &grad_source));
@@ -589,10 +643,10 @@ class BlockExtractOp : public OpKernel {
     Geometry g;
     ValidateInputs(ctx, kernel_size_, source, flow, nullptr, &g);
     GFLA_RETURN_IF_FAILED(ctx);
+    TensorShape block_shape;
+    OP_REQUIRES_OK(ctx, BlockExtractOutputShape(g, &block_shape));
     Tensor* block = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(
-                            0, TensorShape({g.batch, g.height, g.width, g.taps(), g.channels}),
-                            &block));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, block_shape, &block));
     if (block->NumElements() == 0) return;
     BlockExtractFunctor<Device, T>()(ctx, g, source.flat<T>().data(), flow.flat<T>().data(),
                                      block->flat<T>().data());
@@ -616,7 +670,9 @@ class BlockExtractGradOp : public OpKernel {
     Geometry g;
     ValidateInputs(ctx, kernel_size_, source, flow, nullptr, &g);
     GFLA_RETURN_IF_FAILED(ctx);
-    ValidateGrad(ctx, grad, TensorShape({g.batch, g.height, g.width, g.taps(), g.channels}));
+    TensorShape block_shape;
+    OP_REQUIRES_OK(ctx, BlockExtractOutputShape(g, &block_shape));
+    ValidateGrad(ctx, grad, block_shape);
     GFLA_RETURN_IF_FAILED(ctx);
     Tensor *grad_source = nullptr, *grad_flow = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, source.shape(), &grad_source));

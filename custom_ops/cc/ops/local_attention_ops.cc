@@ -4,9 +4,13 @@
 // GflaLocalAttention  (source, flow, attention) -> output [B, H, W, C]
 // and their gradients. See gfla_tf/ops/reference.py for the sampling semantics.
 
+#include <string>
+#include <vector>
+
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/overflow.h"
 
 namespace gfla {
 namespace {
@@ -83,15 +87,44 @@ Status CheckAttention(InferenceContext* c, int attention_index, const ShapeHandl
   return Status();
 }
 
+// Makes the output shape from `dims`. When every size is known, refuses a shape whose element
+// count overflows int64 (TensorShape's rule: no running product may overflow), with the
+// message of the Python validation and of the kernels.
+Status MakeOutputShape(InferenceContext* c, const char* op,
+                       const std::vector<DimensionHandle>& dims, ShapeHandle* out) {
+  int64_t elements = 1;
+  bool known = true;
+  std::string sizes;
+  for (const DimensionHandle& dim : dims) {
+    if (!c->ValueKnown(dim)) {
+      known = false;
+      break;
+    }
+    const int64_t size = c->Value(dim);
+    sizes += (sizes.empty() ? "" : ", ") + std::to_string(size);
+    if (elements >= 0) elements = ::tensorflow::MultiplyWithoutOverflow(elements, size);
+  }
+  if (known && elements < 0) {
+    return tensorflow::errors::InvalidArgument(op, " output shape [", sizes,
+                                               "] has more than 2**63 - 1 elements");
+  }
+  *out = c->MakeShape(dims);
+  return Status();
+}
+
 Status BlockExtractShape(InferenceContext* c) {
   int kernel_size;
   TF_RETURN_IF_ERROR(GetKernelSize(c, &kernel_size));
   ShapeHandle source, flow;
   DimensionHandle batch;
   TF_RETURN_IF_ERROR(CheckSourceAndFlow(c, 0, 1, &source, &flow, &batch));
-  c->set_output(0, c->MakeShape({batch, c->Dim(flow, 1), c->Dim(flow, 2),
-                                 c->MakeDim(static_cast<int64_t>(kernel_size) * kernel_size),
-                                 c->Dim(source, 3)}));
+  ShapeHandle block;
+  TF_RETURN_IF_ERROR(MakeOutputShape(
+      c, "block_extract",
+      {batch, c->Dim(flow, 1), c->Dim(flow, 2),
+       c->MakeDim(static_cast<int64_t>(kernel_size) * kernel_size), c->Dim(source, 3)},
+      &block));
+  c->set_output(0, block);
   return Status();
 }
 
@@ -114,7 +147,11 @@ Status LocalAttentionShape(InferenceContext* c) {
   DimensionHandle batch;
   TF_RETURN_IF_ERROR(CheckSourceAndFlow(c, 0, 1, &source, &flow, &batch));
   TF_RETURN_IF_ERROR(CheckAttention(c, 2, flow, kernel_size, &attention));
-  c->set_output(0, c->MakeShape({batch, c->Dim(flow, 1), c->Dim(flow, 2), c->Dim(source, 3)}));
+  ShapeHandle output;
+  TF_RETURN_IF_ERROR(MakeOutputShape(
+      c, "local_attention", {batch, c->Dim(flow, 1), c->Dim(flow, 2), c->Dim(source, 3)},
+      &output));
+  c->set_output(0, output);
   return Status();
 }
 

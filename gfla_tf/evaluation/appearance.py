@@ -99,8 +99,7 @@ def warp_images(images, flow):
 
 
 def _roll(x):
-    # The "other" source of each pair is the next pair's (within the whole evaluated set,
-    # see appearance_scores); a batch is rolled only when it is the whole set.
+    # The "other" source of pair i is pair (i + 1)'s, over the whole evaluated set.
     return np.roll(np.asarray(x), -1, axis=0)
 
 
@@ -147,38 +146,33 @@ def appearance_scores(
     data["target_mask"] = (data["target_mask"] > 0).astype(np.float32)
     data["other_source"] = _roll(data["source_image"])
 
-    results = {}
-    rows = {"copy_source": lambda src, tgt_pose, s, i: src}
+    # Each row maps (source images, pair slice) to outputs for the pairs' target poses.
+    rows = {"copy_source": lambda images, s: images}
     if has_flow:
-        rows["gt_warp"] = lambda src, tgt_pose, s, i: warp_images(src, data["flow"][s]).numpy()
+        rows["gt_warp"] = lambda images, s: warp_images(images, data["flow"][s]).numpy()
     if generate is not None:
-        rows["model"] = None
+
+        def model(images, s, pose_key="target_pose"):
+            inputs = {
+                "source_image": images,
+                "source_pose": data["source_pose"][s],
+                "target_pose": data[pose_key][s],
+            }
+            return np.asarray(generate(inputs))
+
+        rows["model"] = model
+    results = {}
     batch_size = 16
-    for name in rows:
+    for name, run in rows.items():
         acc = _Accumulator()
         for start in range(0, total, batch_size):
             s = slice(start, min(start + batch_size, total))
-            source, other = data["source_image"][s], data["other_source"][s]
-            if name == "model":
-
-                def run(image, pose, s=s):
-                    inputs = {
-                        "source_image": image,
-                        "source_pose": data["source_pose"][s],
-                        "target_pose": pose,
-                    }
-                    return np.asarray(generate(inputs))
-
-                own = run(source, data["target_pose"][s])
-                out_other = run(other, data["target_pose"][s])
-                identity = run(source, data["source_pose"][s])
-            else:
-                own = rows[name](source, None, s, None)
-                out_other = rows[name](other, None, s, None)
-                identity = source  # zero flow: both baselines return the source
-            acc.add(
-                identity, source, own, out_other, data["target_image"][s], data["target_mask"][s]
-            )
+            source = data["source_image"][s]
+            own = run(source, s)
+            other = run(data["other_source"][s], s)
+            # Target pose = source pose: zero flow, so both baselines return the source.
+            identity = model(source, s, "source_pose") if name == "model" else source
+            acc.add(identity, source, own, other, data["target_image"][s], data["target_mask"][s])
         results[name] = acc.scores()
     return results
 

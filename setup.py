@@ -68,6 +68,7 @@ setup(
         "ml-collections",
         # gfla evaluate: the paper's SSIM variants and Market's person mask.
         "scikit-image",
+        "tensorboard",
         # gfla demo: the ASGI app and its server.
         "starlette>=0.40",
         "uvicorn>=0.30",

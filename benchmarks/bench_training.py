@@ -170,7 +170,7 @@ def main():
         config.loss.vgg_weights = "random"  # same cost as ImageNet weights, no download
         # Each configuration is timed with its own losses: the paper's for DeepFashion; the
         # quickstart's (flow supervision instead of the VGG losses) for synthetic.
-        correctness_on = bool(config.loss.stage2.get("correctness", 0.0))
+        correctness_on = bool(config.loss.stage2.correctness)
         batch = _batch(config, batch_size)
         steps = args.steps if name == "synthetic" else max(2, args.steps // 2)
         for impl in impls:

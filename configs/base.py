@@ -85,10 +85,19 @@ def get_base_config():
 
     # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
     config.loss = ml_collections.ConfigDict()
-    # warp_correctness, person_l1 and mask_visibility (gfla_tf.losses.pixel) need
-    # ground-truth flow (synthetic data only); 0 = off, as in the paper.
+    # flow_supervision: masked end-point error of the flows against ground-truth flow; only
+    # the synthetic dataset has one (the quickstart's replacement for the VGG-based
+    # correctness loss). warp_correctness, person_l1 and mask_visibility
+    # (gfla_tf.losses.pixel) need the synthetic ground truth too. The paper's recipe has
+    # them all off.
     config.loss.stage1 = ml_collections.ConfigDict(
-        dict(correctness=20.0, regularization=0.01, warp_correctness=0.0, mask_visibility=0.0)
+        dict(
+            correctness=20.0,
+            regularization=0.01,
+            flow_supervision=0.0,
+            warp_correctness=0.0,
+            mask_visibility=0.0,
+        )
     )
     config.loss.stage2 = ml_collections.ConfigDict(
         dict(
@@ -98,6 +107,7 @@ def get_base_config():
             regularization=0.0025,
             content=0.5,
             style=500.0,
+            flow_supervision=0.0,
             warp_correctness=0.0,
             person_l1=0.0,
             mask_visibility=0.0,
@@ -130,7 +140,19 @@ def get_base_config():
     config.train.keep_checkpoints = 5
     config.train.log_every = 100
     config.train.image_every = 1000
+    # Stage-2 runs: initialise the flow estimator from this stage-1 run (workdir, checkpoints
+    # directory, ckpt-* directory or generator weights file).
     config.train.stage1_checkpoint = ""
+    # Start from this training state (workdir, checkpoints directory, ckpt-* directory or
+    # trainer.weights.h5) when the run's own workdir has none yet.
     config.train.resume_from = ""
     config.train.jit_compile = False
+    # `gfla quickstart` only: optimizer steps of each stage, and stage 1's learning rate
+    # (0: g_learning_rate).
+    config.train.quickstart_stage1_steps = 1000
+    config.train.quickstart_stage2_steps = 1600
+    config.train.quickstart_stage1_learning_rate = 0.0
+    # Every field exists from here on: assigning an unknown one (a typo) is an error that
+    # names it. `with config.unlocked():` is for adding fields, which only this file does.
+    config.lock()
     return config

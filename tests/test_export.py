@@ -1,6 +1,7 @@
 """SavedModel export: TF Serving layout, stock-op graph, bad requests, versions, atomicity."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -294,3 +295,205 @@ def test_resolve_base_directory(exported):
     assert export.resolve_saved_model_dir(exported["base"]) == exported["version_dir"]
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         export.resolve_saved_model_dir(str(exported["root"]))
+
+
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        # import gfla_tf itself stays cheap: TensorFlow is not loaded until Keras is.
+        "import gfla_tf; assert 'tensorflow' not in sys.modules",
+        # A gfla_tf module that imports Keras on its way in (no circular import).
+        "import gfla_tf.layers",
+        "import tensorflow; import gfla_tf",
+    ],
+)
+def test_import_gfla_tf_is_enough_to_load_keras(exported, tmp_path, prelude):
+    """``import gfla_tf`` registers every serialisable class; no submodule import needed."""
+    script = (
+        f"import sys\n{prelude}\nimport keras\n"
+        "model = keras.saving.load_model(sys.argv[1], compile=False)\n"
+        "print('LOADED', type(model).__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, exported["keras"]],
+        cwd=str(tmp_path),
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LOADED GFLAGenerator" in proc.stdout
+
+
+def _request(exported):
+    images, source, target = exported["request"]
+    return images, source.copy(), target.copy()
+
+
+def test_non_finite_keypoints_rejected_everywhere(exported, loaded):
+    images, source, target = _request(exported)
+    source[1, 4] = [np.nan, 10.0]
+    predictor = export.KerasPredictor(exported["generator"], traced=False)
+    with pytest.raises(ValueError, match=r"source_keypoints\[1, 4\] \(keypoint 4 \(Rwri\)\)"):
+        predictor.predict(images, source, target)
+    fn = loaded.signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"source_keypoints must be finite"):
+        fn(source_image=images, source_keypoints=source, target_keypoints=target)
+    source[1, 4] = [3.0, np.inf]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"NaN or infinite at"):
+        fn(source_image=images, source_keypoints=target, target_keypoints=source)
+    heatmaps = loaded.signatures["heatmaps"]
+    pose = np.zeros((1, 32, 32, 18), np.float32)
+    bad = pose.copy()
+    bad[0, 5, 6, 7] = np.nan
+    image = np.zeros((1, 32, 32, 3), np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"target_pose must hold finite"):
+        heatmaps(source_image=image, source_pose=pose, target_pose=bad)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"source_image must hold finite"):
+        heatmaps(source_image=image + np.inf, source_pose=pose, target_pose=pose)
+
+
+def test_far_keypoints_warn_and_count_as_missing(exported, caplog):
+    images, source, target = _request(exported)
+    predictor = export.KerasPredictor(exported["generator"], traced=False)
+    far = target.copy()
+    far[0, 2] = [1e6, 5.0]
+    missing = target.copy()
+    missing[0, 2] = -1.0
+    with caplog.at_level(logging.WARNING, logger="gfla_tf.export.predictor"):
+        got = predictor.predict(images, source, far)
+    assert "target_keypoints[0, 2] (keypoint 2 (Rsho))" in caplog.text
+    assert "treats it as missing" in caplog.text
+    want = predictor.predict(images, source, missing)
+    np.testing.assert_array_equal(got["image"], want["image"])
+
+
+def test_empty_batch(exported, loaded):
+    images, source, target = _request(exported)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one image; got batch"):
+        loaded.signatures["serving_default"](
+            source_image=images[:0], source_keypoints=source[:0], target_keypoints=target[:0]
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one image; got batch"):
+        loaded.signatures["heatmaps"](
+            source_image=np.zeros((0, 32, 32, 3), np.float32),
+            source_pose=np.zeros((0, 32, 32, 18), np.float32),
+            target_pose=np.zeros((0, 32, 32, 18), np.float32),
+        )
+    with pytest.raises(ValueError, match="at least one image"):
+        export.load_predictor(exported["base"]).predict(images[:0], source[:0], target[:0])
+
+
+def _write_config(workdir, sigma, size=SIZE):
+    """A training config.json as gfla train writes it (only the fields export reads)."""
+    from gfla_tf.configs import deepfashion
+
+    config = deepfashion.get_config("test")
+    config.data.sigma = sigma
+    config.model.image_height, config.model.image_width = size
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+
+def test_sigma_and_size_come_from_the_training_config(exported, tmp_path, caplog):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    exported["generator"].save(str(workdir / "generator.keras"))
+    _write_config(workdir, sigma=3.0)
+    base = str(tmp_path / "models")
+    with caplog.at_level(logging.INFO):
+        caplog.clear()
+        assert export_cli.main(["gfla export", "--model", str(workdir), "--output", base]) == 0
+    assert "exported SavedModel version 1" in caplog.text  # INFO lines are captured...
+    assert "contains input name(s)" not in caplog.text  # ...but not absl's rename notice
+    version = os.path.join(base, "1")
+    assert export.read_metadata(version)["sigma"] == 3.0
+    images, source, target = exported["request"]
+    got = export.load_predictor(base).predict(images, source, target)
+    keras_predictor = export.load_predictor(str(workdir / "generator.keras"), traced=False)
+    assert keras_predictor.sigma == 3.0
+    want = keras_predictor.predict(images, source, target)
+    np.testing.assert_array_equal(got["image"], want["image"])
+    default = export.KerasPredictor(exported["generator"], traced=False).predict(
+        images, source, target
+    )
+    assert np.any(default["image"] != want["image"]), "sigma 3 and 6 must differ"
+    # An explicit sigma or a size that contradicts the config is an error, not a guess.
+    with pytest.raises(ValueError, match=r"contradicts the training config.*data.sigma = 3"):
+        export.export_saved_model(str(workdir), base, sigma=6.0)
+    _write_config(workdir, sigma=3.0, size=(64, 64))
+    with pytest.raises(ValueError, match="takes 32x32 images .* says 64x64"):
+        export.export_saved_model(str(workdir / "generator.keras"), base)
+    assert export.list_versions(base) == [1]
+
+
+def test_export_permissions_follow_umask(exported):
+    version = exported["version_dir"]
+    assert os.stat(version).st_mode & 0o777 == 0o777 & ~_umask()
+    assert os.stat(os.path.join(version, "assets.extra")).st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_read_only_output_folder(exported, tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    real_mkdtemp, real_mkstemp = tempfile.mkdtemp, tempfile.mkstemp
+
+    def refuse(real):
+        # As root the chmod does not stop writes: refuse them as the kernel would.
+        def wrapper(*args, dir=None, **kwargs):
+            if dir is not None and str(dir).startswith(str(read_only)):
+                raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/.tmp-x")
+            return real(*args, dir=dir, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse(real_mkdtemp))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse(real_mkstemp))
+    try:
+        status = export_cli.main(
+            ["gfla export", "--model", exported["keras"], "--output", str(read_only / "gfla")]
+        )
+        err = capsys.readouterr().err
+        assert status == 1
+        assert len(err.strip().splitlines()) == 1, err
+        assert "cannot write the export into" in err and "Permission denied" in err
+        status = export_cli.main(
+            [
+                "gfla export",
+                "--format",
+                "tflite",
+                "--model",
+                exported["base"],
+                "--output",
+                str(read_only / "gfla.tflite"),
+            ]
+        )
+        err = capsys.readouterr().err
+        assert status == 1
+        assert len(err.strip().splitlines()) == 1, err
+        assert "cannot write" in err and "Permission denied" in err
+    finally:
+        read_only.chmod(0o755)
+    # (As root the base directory itself can be created; nothing may be written into it.)
+    assert [files for _, _, files in os.walk(read_only) if files] == []
+    assert export.list_versions(str(read_only / "gfla")) == []
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated"])
+def test_corrupt_keras_file(exported, tmp_path, damage):
+    path = tmp_path / "broken.keras"
+    data = open(exported["keras"], "rb").read()
+    path.write_bytes(os.urandom(4096) if damage == "random" else data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a valid .keras file") as info:
+        export.load_generator(str(path))
+    assert "File not found" not in str(info.value)

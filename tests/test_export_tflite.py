@@ -108,3 +108,31 @@ def test_predictor_matches_saved_model(converted, tmp_path):
 def test_bad_quantize_mode(tmp_path):
     with pytest.raises(ValueError, match="quantize must be one of"):
         export.export_tflite(str(tmp_path), str(tmp_path / "x.tflite"), quantize="int4")
+
+
+def test_non_finite_keypoints(converted):
+    path = converted["paths"]["none"]
+    predictor = export.load_predictor(path)
+    images, source, target = testing.random_request(2, (32, 32), seed=8)
+    bad = target.copy()
+    bad[1, 11] = [np.nan, 4.0]
+    with pytest.raises(ValueError, match=r"target_keypoints\[1, 11\] \(keypoint 11 \(Lhip\)\)"):
+        predictor.predict(images, source, bad)
+    with pytest.raises(ValueError, match="at least one image"):
+        predictor.predict(images[:0], source[:0], target[:0])
+    # Called directly, the interpreter has no checks; the graph maps the keypoint to
+    # missing, as the other formats would after their check: no NaN comes out.
+    runner = Interpreter(model_path=path).get_signature_runner("serving_default")
+    got = runner(source_image=images, source_keypoints=source, target_keypoints=bad)
+    assert all(np.all(np.isfinite(value)) for value in got.values())
+    missing = target.copy()
+    missing[1, 11] = -1.0
+    want = predictor.predict(images, source, missing)
+    np.testing.assert_array_equal(got["image"], want["image"])
+
+
+def test_file_permissions_follow_umask(converted):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in converted["paths"].values():
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask, path

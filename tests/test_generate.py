@@ -1,6 +1,8 @@
 """``gfla generate``: every model format, the resize path, flow and mask pictures."""
 
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -136,3 +138,182 @@ def test_missing_model(models, tmp_path, capsys):
     assert status == 1
     assert "model not found" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_output_permissions_follow_umask(models, tmp_path):
+    out = tmp_path / "out.png"
+    assert _generate(models, models["formats"]["saved_model"], out) == 0
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~_umask()
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")] == []
+
+
+def _csv_rows(tmp_path):
+    """An annotation CSV with two different poses, rows "a.jpg" and "b.jpg"."""
+    from gfla_tf.data.keypoints import write_annotation_csv
+
+    rng = np.random.default_rng(3)
+    rows = {name: rng.integers(0, 40, (18, 2)).astype(np.float32) for name in ("a.jpg", "b.jpg")}
+    path = tmp_path / "annotations.csv"
+    write_annotation_csv(str(path), rows)
+    return str(path), rows
+
+
+def test_source_and_target_rows_of_one_csv(models, tmp_path, monkeypatch):
+    csv, rows = _csv_rows(tmp_path)
+    predictor = _RecordingPredictor()
+    monkeypatch.setattr(export, "load_predictor", lambda path: predictor)
+    variants = {
+        "file#name": ["--source-pose", f"{csv}#a.jpg", "--target-pose", f"{csv}#b.jpg"],
+        "per-pose names": [
+            "--source-pose",
+            csv,
+            "--target-pose",
+            csv,
+            "--source-pose-name",
+            "a.jpg",
+            "--target-pose-name",
+            "b.jpg",
+        ],
+        "#name beats --pose-name": [
+            "--source-pose",
+            csv,
+            "--target-pose",
+            f"{csv}#b.jpg",
+            "--pose-name",
+            "a.jpg",
+        ],
+    }
+    for name, pose_args in variants.items():
+        status = generate_cli.main(
+            [
+                "gfla generate",
+                "--model",
+                "unused",
+                "--source",
+                models["photo"],
+                *pose_args,
+                "--pose-frame",
+                "32x32",
+                "--out",
+                str(tmp_path / "out.png"),
+            ]
+        )
+        assert status == 0, name
+        _, source, target = predictor.inputs
+        np.testing.assert_allclose(source[0], rows["a.jpg"], err_msg=name)
+        np.testing.assert_allclose(target[0], rows["b.jpg"], err_msg=name)
+
+
+def test_pose_reference():
+    assert generate_cli.pose_reference("poses.csv#x.jpg") == ("poses.csv", "x.jpg")
+    assert generate_cli.pose_reference("poses.csv", "y.jpg", "z.jpg") == ("poses.csv", "y.jpg")
+    assert generate_cli.pose_reference("poses.csv", None, "z.jpg") == ("poses.csv", "z.jpg")
+    with pytest.raises(ValueError, match="contradicts"):
+        generate_cli.pose_reference("poses.csv#x.jpg", "y.jpg")
+
+
+def _one_line_error(capsys, status):
+    err = capsys.readouterr().err.strip()
+    assert status == 1
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_one_line_errors(models, tmp_path, capsys):
+    model = models["formats"]["keras"]
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(open(models["photo"], "rb").read()[:200])
+    status = generate_cli.main(
+        [
+            "gfla generate",
+            "--model",
+            model,
+            "--source",
+            str(truncated),
+            "--source-pose",
+            models["source_pose"],
+            "--target-pose",
+            models["target_pose"],
+            "--out",
+            str(tmp_path / "a.png"),
+        ]
+    )
+    assert "cannot read the photo" in _one_line_error(capsys, status)
+    status = generate_cli.main(
+        [
+            "gfla generate",
+            "--model",
+            model,
+            "--source",
+            models["photo"],
+            "--source-pose",
+            str(tmp_path),
+            "--target-pose",
+            models["target_pose"],
+            "--out",
+            str(tmp_path / "a.png"),
+        ]
+    )
+    assert "is a directory" in _one_line_error(capsys, status)
+    out_dir = tmp_path / "out_dir"
+    out_dir.mkdir()
+    status = _generate(models, model, out_dir)
+    assert "--out" in _one_line_error(capsys, status)
+    nan_pose = tmp_path / "nan.json"
+    nan_pose.write_text("[" + ", ".join(["[NaN, 3]"] + ["[4, 5]"] * 17) + "]")
+    status = generate_cli.main(
+        [
+            "gfla generate",
+            "--model",
+            model,
+            "--source",
+            models["photo"],
+            "--source-pose",
+            str(nan_pose),
+            "--target-pose",
+            models["target_pose"],
+            "--out",
+            str(tmp_path / "a.png"),
+        ]
+    )
+    assert "NaN or infinite values (first at point 0)" in _one_line_error(capsys, status)
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_corrupt_models(models, tmp_path, capsys):
+    saved = tmp_path / "saved"
+    shutil.copytree(models["formats"]["saved_model"], saved)
+    (saved / "1" / "saved_model.pb").write_bytes(os.urandom(300))
+    keras_bytes = open(models["formats"]["keras"], "rb").read()
+    random_keras = tmp_path / "random.keras"
+    random_keras.write_bytes(os.urandom(3000))
+    truncated_keras = tmp_path / "truncated.keras"
+    truncated_keras.write_bytes(keras_bytes[: len(keras_bytes) // 2])
+    for path, needle in (
+        (saved, "cannot load the SavedModel"),
+        (random_keras, "not a valid .keras file"),
+        (truncated_keras, "not a valid .keras file"),
+    ):
+        status = _generate(models, str(path), tmp_path / "out.png")
+        err = _one_line_error(capsys, status)
+        assert needle in err and "File not found" not in err, err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_non_finite_keypoint_named():
+    class Checked(export.Predictor):
+        def _run(self, *inputs):
+            raise AssertionError("a non-finite keypoint must be refused before the model")
+
+    photo = np.zeros((64, 64, 3), np.uint8)
+    source = np.full((18, 2), 5.0, np.float32)
+    target = source.copy()
+    target[9] = [np.inf, 1.0]
+    with pytest.raises(ValueError, match=r"target_keypoints\[0, 9\] \(keypoint 9 \(Rkne\)\)"):
+        generate_cli.generate(Checked((32, 32)), photo, source, target)

@@ -1,5 +1,7 @@
 """REST and gRPC clients against in-process TF Serving stand-ins running the export."""
 
+import http.client
+import json
 import socket
 import threading
 import time
@@ -21,7 +23,7 @@ from gfla_tf.serving import (
 
 pytest.importorskip("tensorflow_serving.apis")
 pytest.importorskip("grpc")
-from gfla_tf.serving.testing import ServingStack  # noqa: E402
+from fake_tf_serving import ServingStack  # noqa: E402
 
 SIZE = (32, 32)
 
@@ -227,10 +229,121 @@ def test_loopback_only(tmp_path):
 
 
 def test_rest_status_endpoint(stack):
-    import json
     import urllib.request
 
     with urllib.request.urlopen(f"{stack.rest_url}/v1/models/gfla", timeout=10) as response:
         status = json.loads(response.read())
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     assert tf.__version__  # the server runs in this process's TensorFlow
+
+
+def _valid_inputs(seed=20, batch=1):
+    images, source, target = testing.random_request(batch, SIZE, seed=seed)
+    return {"source_image": images, "source_keypoints": source, "target_keypoints": target}
+
+
+def test_non_finite_keypoints_are_invalid_argument(stack):
+    inputs = _valid_inputs(batch=2)
+    inputs["target_keypoints"] = inputs["target_keypoints"].copy()
+    inputs["target_keypoints"][1, 7] = [np.nan, 3.0]
+    for name, client in _clients(stack).items():
+        if name == "rest_rows":
+            continue  # predict_raw sends columnar or rows alike; one REST form suffices
+        with pytest.raises(InvalidArgumentError, match=r"target_keypoints must be finite"):
+            client.predict_raw(inputs)
+        assert client.attempts == 1, name
+    target = np.where(np.isnan(inputs["target_keypoints"]), np.inf, inputs["target_keypoints"])
+    inf = dict(inputs, target_keypoints=target.astype(np.float32))
+    with pytest.raises(InvalidArgumentError, match=r"NaN or infinite at \[batch, keypoint\]"):
+        GrpcClient(stack.grpc_target).predict_raw(inf)
+    # The client's predict refuses it before sending, naming the keypoint.
+    client = RestClient(stack.rest_url)
+    with pytest.raises(ValueError, match=r"target_keypoints\[1, 7\] \(keypoint 7 \(Lwri\)\)"):
+        client.predict(*inputs.values())
+    assert client.attempts == 0
+
+
+def test_empty_batch_is_invalid_argument(stack):
+    inputs = {name: value[:0] for name, value in _valid_inputs().items()}
+    with pytest.raises(InvalidArgumentError, match="at least one image; got batch size"):
+        GrpcClient(stack.grpc_target).predict_raw(inputs)
+    # JSON cannot spell an empty [0, 32, 32, 3] array: "[]" arrives as shape [0].
+    with pytest.raises(InvalidArgumentError, match=r"source_image must have shape.*\[0\]"):
+        RestClient(stack.rest_url).predict_raw(inputs)
+    with pytest.raises(ValueError, match="at least one image"):
+        RestClient(stack.rest_url).predict(*inputs.values())
+
+
+def _post(stack, body, headers=None, path="/v1/models/gfla:predict"):
+    """Sends a raw POST; returns (status, parsed JSON body). Fails if the server hangs up."""
+    host, port = stack.rest_url.rsplit("/", 1)[1].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        for key, value in (headers or {"Content-Length": str(len(body))}).items():
+            connection.putheader(key, value)
+        connection.endheaders()
+        connection.send(body)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_rest_malformed_requests_get_400(stack):
+    good = {name: value.tolist() for name, value in _valid_inputs().items()}
+    deep = "[" * 100000 + "]" * 100000
+    cases = {
+        "signature list": json.dumps({"signature_name": [], "inputs": good}).encode(),
+        "signature object": json.dumps({"signature_name": {"a": 1}, "inputs": good}).encode(),
+        "deep nesting": ('{"inputs": {"source_image": ' + deep + "}}").encode(),
+        "deep but parseable": json.dumps(
+            {"inputs": dict(good, source_keypoints=json.loads("[" * 60 + "1" + "]" * 60))}
+        ).encode(),
+        "not json": b"\xff\xfe not json",
+        "json list": b"[1, 2]",
+        "inputs list": json.dumps({"inputs": [1, 2]}).encode(),
+        "strings": json.dumps({"inputs": dict(good, source_keypoints="abc")}).encode(),
+    }
+    for name, body in cases.items():
+        status, payload = _post(stack, body)
+        assert status == 400, (name, status, payload)
+        assert payload["error"], name
+    body = json.dumps({"inputs": good}).encode()
+    for name, length in (("not a number", "abc"), ("negative", "-5"), ("too long", "999999")):
+        status, payload = _post(stack, body[:100], headers={"Content-Length": length})
+        assert status == 400, (name, status, payload)
+        assert "Content-Length" in payload["error"], (name, payload)
+
+
+def test_grpc_malformed_tensor_proto_is_invalid_argument(stack):
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    inputs = _valid_inputs()
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(stack.grpc_target)
+    )
+
+    def request_with(name, mutate):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "gfla"
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        mutate(request.inputs[name])
+        return request
+
+    def short_content(proto):
+        proto.tensor_content = proto.tensor_content[:7]
+
+    def bad_dtype(proto):
+        proto.dtype = 0  # DT_INVALID
+
+    def huge_shape(proto):
+        proto.tensor_shape.dim[0].size = 2**40
+
+    for mutate in (short_content, bad_dtype, huge_shape):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(request_with("source_keypoints", mutate), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, mutate.__name__
+        assert "source_keypoints" in info.value.details(), mutate.__name__

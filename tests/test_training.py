@@ -1,8 +1,15 @@
 """Tests of gfla_tf.training in one process: stage-1 fit, checkpoints, restore, mirrored."""
 
+import errno
+import glob
+import inspect
 import json
+import logging
 import math
 import os
+import re
+import shutil
+import signal
 
 import keras
 import numpy as np
@@ -11,6 +18,7 @@ import tensorflow as tf
 
 from gfla_tf import training
 from gfla_tf.configs import synthetic
+from gfla_tf.data import visualize
 
 SIZE = 32
 
@@ -78,8 +86,15 @@ def test_stage1_trains_flow_estimator_only_and_writes_outputs(stage1_run):
     assert ckpts == ["ckpt-00000002"]  # keep_checkpoints=1, no temporary leftovers
     with open(os.path.join(workdir, "backup", "training_metadata.json")) as f:
         assert json.load(f)["epoch"] == 2
-    events = os.listdir(os.path.join(workdir, "tensorboard"))
-    assert events and os.path.getsize(os.path.join(workdir, "tensorboard", events[0])) > 0
+    events = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+    tags = {
+        value.tag
+        for path in events
+        for event in tf.compat.v1.train.summary_iterator(path)
+        for value in event.summary.value
+    }
+    assert {"loss/g_loss", "learning_rate/g", "throughput/steps_per_sec"} <= tags
+    assert "samples/source|pose|generated|target|flow|mask" in tags
     assert os.path.isfile(os.path.join(workdir, "generator.weights.h5"))
 
 
@@ -124,7 +139,7 @@ def test_mirrored_step_matches_single_device():
     # Eager single-device step (no tracing): what the distributed step must reproduce.
     reference_logs = {k: float(v) for k, v in reference.train_step(batch).items()}
     dataset = tf.data.Dataset.from_tensor_slices(batch).batch(2)
-    history = mirrored.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0).history
+    history = mirrored.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False).history
     for name, value in reference_logs.items():
         np.testing.assert_allclose(history[name][0], value, rtol=1e-4, err_msg=name)
     for a, b in zip(mirrored.generator.weights, reference.generator.weights):
@@ -177,13 +192,21 @@ def test_mixed_float16_uses_loss_scaling():
     assert int(trainer.g_optimizer.iterations.numpy()) == 1
 
 
-def test_flow_to_rgb_and_sample_grid(stage1_run):
+def test_sample_grid_colours_flow_with_flow_to_color(stage1_run, monkeypatch):
     _, _, result = stage1_run
-    rgb = training.flow_to_rgb(tf.constant([[[[1.0, 0.0], [0.0, 0.0]]]]))
-    assert rgb.shape == (1, 1, 2, 3)
-    np.testing.assert_allclose(rgb[0, 0, 1].numpy(), [0.0, 0.0, 0.0])
+    from gfla_tf.training import callbacks
+
+    seen = []
+
+    def spy(flow, max_flow=None):
+        seen.append(np.shape(flow))
+        return visualize.flow_to_color(flow, max_flow)
+
+    monkeypatch.setattr(callbacks, "flow_to_color", spy)
     grid = training.sample_grid(result.generator, _random_batch(2), max_rows=2)
     assert grid.shape == (2 * SIZE, 6 * SIZE, 3) and grid.dtype == np.uint8
+    assert len(seen) == 1 and seen[0][-1] == 2
+    assert not hasattr(training, "flow_to_rgb")  # the one colouring is data.visualize's
 
 
 def _supervised_batch(n, seed=0):
@@ -255,3 +278,224 @@ def test_flow_supervision_matches_numpy():
         expected += (error * visible).sum(axis=(1, 2, 3)) / (visible.sum(axis=(1, 2, 3)) + 1)
     got = trainer._flow_supervision(batch, [tf.constant(f) for f in flows])
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4)
+
+
+# --- Faults: resume from the newest intact state, never past the total, clean stops -----
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 3)
+
+
+def _step(result):
+    return int(result.trainer.optimizer.iterations.numpy())
+
+
+def test_truncated_backup_falls_back_to_checkpoint_and_stale_temporaries_go(
+    stage1_run, tmp_path, caplog
+):
+    _, source, _ = stage1_run
+    workdir = str(tmp_path / "run")
+    shutil.copytree(source, workdir)
+    (backup,) = glob.glob(os.path.join(workdir, "backup", "backup-*.weights.h5"))
+    _truncate(backup)
+    os.mkdir(os.path.join(workdir, "checkpoints", ".tmp-ckpt-killed"))
+    open(os.path.join(workdir, "backup", ".tmp-killed-backup.weights.h5"), "w").close()
+    config = _config(steps=3, keep_checkpoints=1)
+    with caplog.at_level(logging.INFO):
+        result = training.train(
+            config, workdir, strategy="default", verbose=0, dataset_fn=_dataset_fn
+        )
+    assert result.resumed.kind == "checkpoint" and result.resumed.step == 2
+    assert result.resumed.unreadable == [backup]
+    assert "from the checkpoint" in caplog.text and backup in caplog.text
+    assert _step(result) == 3
+    assert os.path.exists(backup)  # never deleted, even by the backup rotation
+    leftovers = glob.glob(os.path.join(workdir, "*", ".tmp-*"))
+    assert leftovers == []
+
+
+def test_resume_from_skips_a_truncated_checkpoint_and_stops_at_the_total(stage1_run, tmp_path):
+    _, _, result = stage1_run  # its trainer is at step 2
+    source = str(tmp_path / "source")
+    training.save_checkpoint(result.trainer, source, 1, keep=5)
+    newest = training.save_checkpoint(result.trainer, source, 3, keep=5)
+    _truncate(os.path.join(newest, training.checkpoints.TRAINER_WEIGHTS))
+    config = _config(steps=3, steps_per_epoch=2, resume_from=source)
+    resumed = training.train(
+        config, str(tmp_path / "run"), strategy="default", verbose=0, dataset_fn=_dataset_fn
+    )
+    assert resumed.resumed.path == os.path.join(source, "ckpt-00000001", "trainer.weights.h5")
+    # Resumed at step 2 of 3 mid-epoch: one more step, not a whole epoch (or the 3 requested).
+    assert _step(resumed) == 3
+
+
+def test_all_states_unreadable_is_an_error_that_deletes_nothing(stage1_run, tmp_path):
+    _, _, result = stage1_run
+    workdir = str(tmp_path / "run")
+    ckpt = training.save_checkpoint(result.trainer, os.path.join(workdir, "checkpoints"), 2)
+    _truncate(os.path.join(ckpt, "trainer.weights.h5"))
+    with pytest.raises(RuntimeError, match="none of the 1 saved training state"):
+        training.restore_latest(training.build_trainer(_config()), workdir)
+    assert os.path.exists(os.path.join(ckpt, "trainer.weights.h5"))
+
+
+def _cli(*args):
+    from gfla_tf.cli import train as train_cli
+
+    return train_cli.main(["gfla train", "--config", f"{CONFIG}:test", *args])
+
+
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "synthetic.py")
+
+
+def test_disk_full_in_first_backup_exits_1_then_rerun_resumes_from_checkpoint(
+    tmp_path, monkeypatch, capsys, caplog
+):
+    workdir = str(tmp_path / "run")
+    args = (
+        "--workdir",
+        workdir,
+        "--verbose=0",
+        "--config.train.steps=2",
+        "--config.train.steps_per_epoch=1",
+        "--config.train.checkpoint_every=1",
+    )
+    save_weights = keras.Model.save_weights
+
+    def full_disk(model, path, *a, **k):
+        if "backup" in os.path.basename(path):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return save_weights(model, path, *a, **k)
+
+    monkeypatch.setattr(keras.Model, "save_weights", full_disk)
+    monkeypatch.setattr(training.checkpoints, "_FAILED_WRITES", [])
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)  # HDF5 may not survive a normal exit
+    assert _cli(*args) == 1
+    assert exits == [1]
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "disk full" in err and "same command" in err
+    assert os.listdir(os.path.join(workdir, "backup")) == []  # nothing half-written
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", "ckpt-00000001"))
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    with caplog.at_level(logging.INFO):
+        assert _cli(*args) == 0
+    assert "resuming at epoch 1 (step 1) from the checkpoint" in caplog.text
+    assert "trained stage 1 to step 2" in capsys.readouterr().out
+
+
+def test_weights_are_written_only_where_they_fit(stage1_run, tmp_path, monkeypatch):
+    _, _, result = stage1_run
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    with pytest.raises(OSError, match=r"MB free, about [0-9.]+ MB needed") as info:
+        training.save_checkpoint(result.trainer, str(tmp_path / "checkpoints"), 5)
+    assert info.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path / "checkpoints") == []
+
+
+def test_sigint_stops_cleanly_saves_and_leaves_the_config_alone(tmp_path):
+    config = synthetic.get_config("test")
+    config.train.update(dict(steps=3, steps_per_epoch=3, checkpoint_every=100))
+    before = config.to_dict()
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    workdir = str(tmp_path / "run")
+    with pytest.raises(training.TrainingInterrupted, match="at step 1; .*same command"):
+        training.train(
+            config, workdir, strategy="default", verbose=0, extra_callbacks=[Interrupt()]
+        )
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", "ckpt-00000001"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert config.to_dict() == before and config.data.root == ""
+
+
+def test_cli_help_lists_config_fields_and_typos_get_one_line(capsys):
+    from gfla_tf.cli import train as train_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(["gfla train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--config" in out and "--strategy" in out
+    assert re.search(r"train\.steps\s+200000", out)
+    assert _cli("--workdir", "unused", "--config.train.stpes=5") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "gfla train: --config: unknown config field 'config.train.stpes' "
+        "(did you mean 'config.train.steps'?)"
+    )
+    assert _cli("--workdir", "unused", "--config.train.steps", "x") == 2
+    assert "bad value 'x' for config.train.steps" in capsys.readouterr().err
+
+
+def test_config_overrides_parse_as_the_field_type():
+    from gfla_tf import configs
+
+    config = synthetic.get_config("test")
+    configs.override(config, "train.lr_decay_fraction", "1")
+    configs.override(config, "data.augment", "true")
+    configs.override(config, "model.attention_layers", "(3, 2)")
+    configs.override(config, "data.root", "/some/where")
+    assert config.train.lr_decay_fraction == 1.0 and config.data.augment is True
+    assert config.model.attention_layers == (3, 2) and config.data.root == "/some/where"
+
+
+def test_configs_are_locked_and_every_field_is_in_base():
+    from gfla_tf import configs
+    from gfla_tf.configs import base, deepfashion, market
+
+    with pytest.raises(AttributeError, match="stpes"):
+        synthetic.get_config("test").train.stpes = 5
+    fields = set(configs.flatten(base.get_base_config()))
+    for module in (deepfashion, market, synthetic):
+        for variant in (None, "small", "test"):
+            assert set(configs.flatten(module.get_config(variant))) == fields
+    assert configs.load("synthetic:test").name == "synthetic"
+    with pytest.raises(configs.ConfigError, match="no config file"):
+        configs.load("no_such_config")
+
+
+def test_load_config_fills_fields_a_saved_run_lacks(tmp_path):
+    config = synthetic.get_config("test")
+    saved = json.loads(config.to_json())
+    del saved["model"]["normalize_source_image"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = training.load_config(str(tmp_path))
+    assert loaded.model.normalize_source_image is True  # the base default
+    assert loaded.model.attention_layers == config.model.attention_layers
+
+
+@pytest.mark.parametrize("name", sorted(training.compat.OVERRIDES))
+def test_private_keras_override_still_matches_keras(name):
+    """One check per private Keras method compat.py overrides: signature and call site."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    parameters, (caller, call) = training.compat.OVERRIDES[name]
+    assert tuple(inspect.signature(getattr(TensorFlowTrainer, name)).parameters) == parameters
+    assert call in inspect.getsource(getattr(TensorFlowTrainer, caller))
+    # Ours keeps the signature, so Keras' call reaches it.
+    ours = getattr(training.compat.DistributedFitMixin, name)
+    assert tuple(inspect.signature(ours).parameters) == parameters
+    training.compat.check_keras()
+
+
+def test_no_other_module_overrides_private_keras_methods():
+    import gfla_tf
+
+    root = os.path.dirname(gfla_tf.__file__)
+    private = ("_load_model", "_save_model", "_initial_epoch", *training.compat.OVERRIDES)
+    for path in glob.glob(os.path.join(root, "**", "*.py"), recursive=True):
+        if path.endswith(os.path.join("training", "compat.py")):
+            continue
+        with open(path) as f:
+            text = f.read()
+        for name in private:
+            assert f"def {name}(" not in text and f".{name} =" not in text, (path, name)

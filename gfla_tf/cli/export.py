@@ -11,19 +11,25 @@ Examples::
 
 The SavedModel has two signatures: ``serving_default`` (uint8 image and keypoints in,
 uint8 image, flows and masks out) and ``heatmaps`` (float image and pose heatmaps in).
-See docs/serving.md.
+The heatmap sigma and image size come from the training run's ``config.json`` beside the
+model. See docs/serving.md.
 """
+
+from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
+
+from gfla_tf.cli.errors import one_line
 
 logger = logging.getLogger(__name__)
 
 
-def _parser(prog):
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__.splitlines()[0].replace("``", "")
     )
@@ -51,24 +57,16 @@ def _parser(prog):
         help="TFLite weight quantisation",
     )
     parser.add_argument(
-        "--sigma", type=float, default=None, help="keypoint heatmap sigma in pixels (default 6)"
+        "--sigma",
+        type=float,
+        default=None,
+        help="keypoint heatmap sigma in pixels, for a model without its training config.json "
+        "beside it (default: the config's data.sigma, else 6)",
     )
     return parser
 
 
-def _is_saved_model(path):
-    from gfla_tf.export import resolve_saved_model_dir
-
-    if not os.path.isdir(path):
-        return False
-    try:
-        resolve_saved_model_dir(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def main(argv):
+def main(argv: Sequence[str]) -> int:
     """Runs ``gfla export``; returns the exit status."""
     args = _parser(argv[0]).parse_args(argv[1:])
     from gfla_tf import export
@@ -87,14 +85,15 @@ def main(argv):
         elif args.version is not None:
             print(f"{argv[0]}: --version applies to --format saved_model only", file=sys.stderr)
             return 2
-        elif _is_saved_model(args.model):
+        elif export.is_saved_model(args.model):
             path = export.export_tflite(args.model, args.output, quantize=args.quantize)
         else:
             with tempfile.TemporaryDirectory(prefix="gfla-export-") as tmp:
                 saved = export.export_saved_model(args.model, tmp, version=1, sigma=args.sigma)
                 path = export.export_tflite(saved, args.output, quantize=args.quantize)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"{argv[0]}: {err}", file=sys.stderr)
+    except (OSError, ValueError) as err:
+        # OSError covers FileExistsError, FileNotFoundError and an unwritable --output.
+        print(f"{argv[0]}: {one_line(err)}", file=sys.stderr)
         return 1
     print(path)
     return 0

@@ -6,27 +6,42 @@ Examples::
         --source-pose photo_keypoints.json --target-pose pose.json --out out.png \\
         --flow-out flow.png --mask-out mask.png
 
+    # Repose a dataset image: both poses from the annotation CSV, each its own row.
+    gfla generate --model models/gfla --source df/test/A.jpg --pose-frame 256x176 \\
+        --source-pose df/fashion-annotation-test.csv#A.jpg \\
+        --target-pose df/fashion-annotation-test.csv#B.jpg --out A_as_B.png
+
 ``--model`` is a ``.keras`` file, a SavedModel (or TF Serving base directory) or a
 ``.tflite`` file. Poses are any format ``gfla_tf.data.read_keypoints`` reads (OpenPose
-JSON, COCO-17 JSON, a JSON list of 18 [x, y], an annotation CSV row). Their coordinates
+JSON, COCO-17 JSON, a JSON list of 18 [x, y], an annotation CSV row). A CSV row is chosen
+with ``FILE#NAME`` (NAME = the image name in the CSV's first column) or with
+``--source-pose-name`` / ``--target-pose-name``; ``--pose-name`` sets both. Coordinates
 are in the source photo's pixels unless ``--pose-frame HxW`` names another frame (e.g.
 256x176 for the DeepFashion annotations). A photo of another size than the model's is
 resized to it, and the result back to the photo's size; keypoints are scaled with it.
-``--flow-out`` and ``--mask-out`` write one panel per attention scale (coarse to fine).
+A NaN or infinite keypoint is an error; one far outside the image is treated as missing
+(with a warning). ``--flow-out`` and ``--mask-out`` write one panel per attention scale
+(coarse to fine).
 """
+
+from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
-import tempfile
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from gfla_tf import io
+from gfla_tf.cli.errors import one_line
 
 logger = logging.getLogger(__name__)
 
 
-def _size(text):
+def _size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -38,14 +53,28 @@ def _size(text):
     return height, width
 
 
-def _parser(prog):
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.splitlines()[0].replace("``", "")
+        prog=prog,
+        description=__doc__.splitlines()[0].replace("``", ""),
+        epilog="Repose a dataset image: --source-pose ANNOTATIONS.csv#SOURCE_NAME "
+        "--target-pose ANNOTATIONS.csv#TARGET_NAME --pose-frame 256x176 (DeepFashion; "
+        "Market-1501: 128x64). NAME is the image name in the CSV's first column.",
     )
     parser.add_argument("--model", required=True, help=".keras, SavedModel dir or .tflite")
     parser.add_argument("--source", required=True, help="photo of the person (any PIL format)")
-    parser.add_argument("--source-pose", required=True, help="keypoints of the photo")
-    parser.add_argument("--target-pose", required=True, help="keypoints of the wanted pose")
+    parser.add_argument(
+        "--source-pose",
+        required=True,
+        metavar="FILE[#NAME]",
+        help="keypoints of the photo; FILE#NAME takes row NAME of an annotation CSV",
+    )
+    parser.add_argument(
+        "--target-pose",
+        required=True,
+        metavar="FILE[#NAME]",
+        help="keypoints of the wanted pose; FILE#NAME takes row NAME of an annotation CSV",
+    )
     parser.add_argument("--out", required=True, help="output image (format from the extension)")
     parser.add_argument("--flow-out", help="also write the flows as colour images here")
     parser.add_argument("--mask-out", help="also write the attention masks here")
@@ -55,33 +84,78 @@ def _parser(prog):
         help="HEIGHTxWIDTH of the frame the pose coordinates are in (default: the photo's)",
     )
     parser.add_argument(
-        "--pose-name", help="image name of the row to take from an annotation CSV pose file"
+        "--source-pose-name", help="image name of the --source-pose CSV row (same as FILE#NAME)"
+    )
+    parser.add_argument(
+        "--target-pose-name", help="image name of the --target-pose CSV row (same as FILE#NAME)"
+    )
+    parser.add_argument(
+        "--pose-name",
+        help="image name of the CSV row for both poses, where FILE#NAME and the per-pose "
+        "names do not say",
     )
     return parser
 
 
-def save_image(path, array):
-    """Writes a uint8 [H, W, C] image atomically (temporary file, then rename)."""
+def pose_reference(
+    text: str, name: str | None = None, default_name: str | None = None
+) -> tuple[str, str | None]:
+    """Splits ``FILE#NAME`` into (file, row name); a plain existing path stays whole.
+
+    Args:
+      text: a path, or ``path#name`` to choose a row of an annotation CSV.
+      name: a row name given for this pose alone (``--source-pose-name``); it may not
+        contradict a ``#NAME`` in ``text``.
+      default_name: a row name given for both poses (``--pose-name``), used when neither
+        ``#NAME`` nor ``name`` is given.
+
+    Returns:
+      (path, row name or None).
+
+    Raises:
+      ValueError: if ``#NAME`` and ``name`` differ, or NAME is empty.
+    """
+    path, row = text, None
+    if "#" in text and not os.path.exists(text):
+        path, row = text.rsplit("#", 1)
+        if not row:
+            raise ValueError(f"{text}: empty row name after '#'")
+    if row is not None and name is not None and row != name:
+        raise ValueError(f"{text}: row {row!r} contradicts the separately given name {name!r}")
+    for candidate in (row, name, default_name):
+        if candidate is not None:
+            return path, candidate
+    return path, None
+
+
+def read_pose(text: str, name: str | None = None, default_name: str | None = None) -> np.ndarray:
+    """Reads the [18, 2] keypoints that ``FILE[#NAME]`` refers to (see :func:`pose_reference`).
+
+    Raises:
+      FileNotFoundError: if the file does not exist.
+      ValueError: if it is a directory or cannot be read as keypoints.
+    """
+    from gfla_tf.data import read_keypoints
+
+    path, row = pose_reference(text, name, default_name)
+    if os.path.isdir(path):
+        raise ValueError(f"pose file {path} is a directory; pass a keypoint file")
+    return read_keypoints(path, name=row)
+
+
+def save_image(path: str | os.PathLike, array: Any) -> str:
+    """Writes a uint8 [H, W, C] image atomically, with the permissions ``open()`` gives."""
     from PIL import Image
 
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     ext = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
-    os.close(fd)
-    try:
-        image = Image.fromarray(np.asarray(array, np.uint8).squeeze())
+    image = Image.fromarray(np.asarray(array, np.uint8).squeeze())
+    with io.atomic_path(path) as tmp:
         image.save(tmp, format=Image.registered_extensions().get(ext.lower(), "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
-def _resize(array, size, resample):
+def _resize(array: np.ndarray, size: Sequence[int], resample: int) -> np.ndarray:
     """Resizes a uint8 [H, W, C] array to size=(height, width)."""
     from PIL import Image
 
@@ -92,7 +166,7 @@ def _resize(array, size, resample):
     return resized[..., None] if resized.ndim == 2 else resized
 
 
-def flow_panels(flows, size):
+def flow_panels(flows: Sequence[np.ndarray], size: Sequence[int]) -> np.ndarray:
     """Colours each flow (in output pixels, one shared scale) and puts them side by side.
 
     Args:
@@ -114,7 +188,7 @@ def flow_panels(flows, size):
     return np.concatenate(panels, axis=1)
 
 
-def mask_panels(masks, size):
+def mask_panels(masks: Sequence[np.ndarray], size: Sequence[int]) -> np.ndarray:
     """Greyscale masks (white = attention output used) side by side, each at ``size``."""
     from PIL import Image
 
@@ -125,7 +199,13 @@ def mask_panels(masks, size):
     return np.concatenate(panels, axis=1)
 
 
-def generate(predictor, photo, source_keypoints, target_keypoints, pose_frame=None):
+def generate(
+    predictor: Any,
+    photo: np.ndarray,
+    source_keypoints: np.ndarray,
+    target_keypoints: np.ndarray,
+    pose_frame: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Runs a predictor on one photo of any size.
 
     Args:
@@ -159,33 +239,57 @@ def generate(predictor, photo, source_keypoints, target_keypoints, pose_frame=No
     }
 
 
-def main(argv):
-    """Runs ``gfla generate``; returns the exit status."""
-    args = _parser(argv[0]).parse_args(argv[1:])
+def _read_photo(path: str) -> np.ndarray:
+    """Reads an RGB photo; a truncated or unreadable file is a ValueError naming it."""
     from PIL import Image, UnidentifiedImageError
 
-    from gfla_tf.data import read_keypoints
+    if os.path.isdir(path):
+        raise ValueError(f"--source {path} is a directory; pass an image file")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"source photo not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        # Pillow reports a truncated file as OSError and some corrupt headers as SyntaxError.
+        raise ValueError(f"cannot read the photo {path}: {err}") from None
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Rejects output paths that cannot be written before the model runs."""
+    for flag, path in (
+        ("--out", args.out),
+        ("--flow-out", args.flow_out),
+        ("--mask-out", args.mask_out),
+    ):
+        if path is not None and os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is a directory; pass an image file name")
+
+
+def main(argv: Sequence[str]) -> int:
+    """Runs ``gfla generate``; returns the exit status."""
+    args = _parser(argv[0]).parse_args(argv[1:])
     from gfla_tf.export import load_predictor
 
     try:
-        with Image.open(args.source) as img:
-            photo = np.asarray(img.convert("RGB"))
-        source_kp = read_keypoints(args.source_pose, name=args.pose_name)
-        target_kp = read_keypoints(args.target_pose, name=args.pose_name)
+        _check_outputs(args)
+        photo = _read_photo(args.source)
+        source_kp = read_pose(args.source_pose, args.source_pose_name, args.pose_name)
+        target_kp = read_pose(args.target_pose, args.target_pose_name, args.pose_name)
         predictor = load_predictor(args.model)
-    except (FileNotFoundError, UnidentifiedImageError, ValueError) as err:
-        print(f"{argv[0]}: {err}", file=sys.stderr)
+        result = generate(predictor, photo, source_kp, target_kp, pose_frame=args.pose_frame)
+        size = photo.shape[:2]
+        save_image(args.out, result["image"])
+        print(args.out)
+        if args.flow_out:
+            save_image(args.flow_out, flow_panels(result["flows"], size))
+            print(args.flow_out)
+        if args.mask_out:
+            save_image(args.mask_out, mask_panels(result["masks"], size))
+            print(args.mask_out)
+    except (OSError, ValueError) as err:
+        print(f"{argv[0]}: {one_line(err)}", file=sys.stderr)
         return 1
-    result = generate(predictor, photo, source_kp, target_kp, pose_frame=args.pose_frame)
-    size = photo.shape[:2]
-    save_image(args.out, result["image"])
-    print(args.out)
-    if args.flow_out:
-        save_image(args.flow_out, flow_panels(result["flows"], size))
-        print(args.flow_out)
-    if args.mask_out:
-        save_image(args.mask_out, mask_panels(result["masks"], size))
-        print(args.mask_out)
     return 0
 
 

@@ -11,7 +11,7 @@ import sys
 
 COMMANDS = {
     "quickstart": ("gfla_tf.cli.quickstart", "synthesise data, train both stages, export, report"),
-    "train": ("gfla_tf.cli.train", "train a model from a config (absl + ml_collections flags)"),
+    "train": ("gfla_tf.cli.train", "train one stage from a config (--config FILE, --config.a.b=V)"),
     "data": ("gfla_tf.cli.data", "dataset tools: synth, check"),
     "convert": ("gfla_tf.cli.convert", "convert the authors' PyTorch checkpoints to .keras"),
     "export": ("gfla_tf.cli.export", "export a model as a SavedModel (TF Serving) or TFLite"),

@@ -54,7 +54,7 @@ def _stage_config(base, stage, steps, workdir):
         config.train.checkpoint_every = steps
         config.train.log_every = max(1, min(config.train.log_every, steps))
         config.train.image_every = steps
-        if stage == 1 and config.train.get("quickstart_stage1_learning_rate"):
+        if stage == 1 and config.train.quickstart_stage1_learning_rate:
             config.train.g_learning_rate = config.train.quickstart_stage1_learning_rate
         if stage == 2:
             config.train.stage1_checkpoint = os.path.join(workdir, "stage1")

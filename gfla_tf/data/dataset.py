@@ -258,7 +258,7 @@ def default_synthetic_root(data_config):
     return os.path.join(
         base,
         f"synthetic-{data_config.synthetic_size}px-{data_config.synthetic_pairs}p-"
-        f"{data_config.synthetic_test_pairs}t-seed{data_config.get('synthetic_seed', 0)}",
+        f"{data_config.synthetic_test_pairs}t-seed{data_config.synthetic_seed}",
     )
 
 
@@ -286,7 +286,7 @@ def resolve_root(data_config):
         return os.fspath(root)
     root = os.fspath(root) if root else default_synthetic_root(data_config)
     if synthetic.read_manifest(root) is None:
-        synthetic.generate_from_config(data_config, root, data_config.get("synthetic_seed", 0))
+        synthetic.generate_from_config(data_config, root, data_config.synthetic_seed)
     return root
 
 
@@ -314,13 +314,11 @@ def load_split(data_config, split, root=None):
         be read at all, or if no usable pair remains.
       ValueError: for an unknown ``on_bad_data``.
     """
-    policy = data_config.get("on_bad_data", "stop")
+    policy = data_config.on_bad_data
     if policy not in ("stop", "skip"):
         raise ValueError(f"config.data.on_bad_data must be 'stop' or 'skip', got {policy!r}")
     root = resolve_root(data_config) if root is None else root
-    report = scan_dataset(
-        root, data_config.kind, split, check_images=bool(data_config.get("scan_images", True))
-    )
+    report = scan_dataset(root, data_config.kind, split, check_images=bool(data_config.scan_images))
     if report.fatal or (report.problems and policy == "stop"):
         raise DataError(
             "the dataset has problems; fix them or set config.data.on_bad_data='skip' "
@@ -391,12 +389,12 @@ def build_dataset(
     shuffle = is_train if shuffle is None else shuffle
     repeat = is_train if repeat is None else repeat
     drop_remainder = is_train if drop_remainder is None else drop_remainder
-    augment = bool(data_config.get("augment", False)) and is_train
+    augment = bool(data_config.augment) and is_train
     has_flow = data_config.kind == "synthetic"
     if augment and has_flow:
         raise ValueError("config.data.augment is not supported with ground-truth flow")
-    deterministic = bool(data_config.get("deterministic", False))
-    seed = int(data_config.get("seed", 0))
+    deterministic = bool(data_config.deterministic)
+    seed = int(data_config.seed)
 
     root = resolve_root(data_config)
     report = load_split(data_config, split, root)
@@ -428,7 +426,7 @@ def build_dataset(
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         num_pairs = -(-num_pairs // input_context.num_input_pipelines)
     if shuffle:
-        buffer = int(data_config.get("shuffle_buffer", 0) or 0)
+        buffer = int(data_config.shuffle_buffer)
         buffer = num_pairs if buffer <= 0 else min(buffer, num_pairs)
         ds = ds.shuffle(
             max(buffer, 1), seed=seed if deterministic else None, reshuffle_each_iteration=True
@@ -463,9 +461,9 @@ def build_dataset(
                 out["source_keypoints"],
                 out["target_keypoints"],
                 tf.stack([tf.constant(aug_seed, tf.int64), index]),
-                max_angle=float(data_config.get("augment_angle", 5.0)),
-                max_shift=float(data_config.get("augment_shift", 5.0)),
-                scale_range=tuple(data_config.get("augment_scale", (0.95, 1.05))),
+                max_angle=float(data_config.augment_angle),
+                max_shift=float(data_config.augment_shift),
+                scale_range=tuple(data_config.augment_scale),
             )
         if has_flow:
             out["flow"], out["visibility"] = _load_flow(item["flow_path"], height, width)
@@ -474,7 +472,7 @@ def build_dataset(
             out["target_name"] = item["target_name"]
         return out
 
-    sigma = float(data_config.get("sigma", 6.0))
+    sigma = float(data_config.sigma)
 
     def add_heatmaps(batch):
         batch["source_pose"] = kp.keypoints_to_heatmaps(
@@ -486,7 +484,7 @@ def build_dataset(
         return batch
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    if data_config.get("on_bad_data", "stop") == "skip":
+    if data_config.on_bad_data == "skip":
         # A file that passed the header scan can still fail to decode.
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(per_replica_batch, drop_remainder=drop_remainder)

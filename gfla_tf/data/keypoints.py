@@ -165,7 +165,11 @@ def _as_points(values, source, what):
     except (TypeError, ValueError) as err:
         raise KeypointFormatError(f"{source}: {what} contains non-numbers ({err})") from None
     if not np.all(np.isfinite(array)):
-        raise KeypointFormatError(f"{source}: {what} contains NaN or infinite values")
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        where = f"point {first[0]}" if array.ndim == 2 else f"entry {list(first)}"
+        raise KeypointFormatError(
+            f"{source}: {what} contains NaN or infinite values (first at {where})"
+        )
     return array
 
 
@@ -272,7 +276,11 @@ def parse_keypoint_list(text, source="annotation", what="keypoint list"):
         raise KeypointFormatError(f"{source}: {what} contains non-numbers: {text!r}")
     array = np.asarray(values, np.float64)
     if not np.all(np.isfinite(array)):
-        raise KeypointFormatError(f"{source}: {what} contains NaN or infinite values")
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        where = f"point {first[0]}" if array.ndim == 2 else f"entry {list(first)}"
+        raise KeypointFormatError(
+            f"{source}: {what} contains NaN or infinite values (first at {where})"
+        )
     return array
 
 

@@ -12,20 +12,39 @@ Two entry points are built around a generator (see ``gfla_tf.models.build_genera
   the same flows and masks. The TFLite export keeps both signatures; its error against
   the Keras model is measured on this one's float image.
 
-Bad requests (wrong rank, an image size the model does not take, batch mismatch) fail
-inside the graph with ``InvalidArgumentError`` and a message that names the input and
-what was expected, which TF Serving returns as INVALID_ARGUMENT. Wrong dtypes are
-rejected by TensorFlow itself before the graph runs (also INVALID_ARGUMENT).
+Bad requests (wrong rank, an image size the model does not take, batch mismatch, an
+empty batch, a NaN or infinite value) fail inside the graph with ``InvalidArgumentError``
+and a message that names the input and what was expected, which TF Serving returns as
+INVALID_ARGUMENT. Wrong dtypes are rejected by TensorFlow itself before the graph runs
+(also INVALID_ARGUMENT).
+
+The checks are ``Assert`` ops, which the TFLite converter drops. So that no format can
+emit NaN, the checked inputs are also sanitised after their check: a non-finite keypoint
+becomes missing (-1) and a non-finite image or heatmap value 0. In TensorFlow the check
+fires first and the sanitising never changes anything; a ``.tflite`` file's callers are
+checked in Python by ``gfla_tf.export.Predictor``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
 import tensorflow as tf
 
 SERVING_DEFAULT = "serving_default"
 HEATMAP_SIGNATURE = "heatmaps"
 DEFAULT_SIGMA = 6.0
 
+# Finite float32 values are exactly those with |x| <= this; NaN compares false. TFLite has
+# no IsFinite builtin, but Abs and LessEqual are.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-def keypoints_to_heatmaps(keypoints, height, width, sigma=DEFAULT_SIGMA):
+
+def keypoints_to_heatmaps(
+    keypoints: tf.Tensor, height: int, width: int, sigma: float = DEFAULT_SIGMA
+) -> tf.Tensor:
     """Renders keypoints as Gaussian heatmaps with stock TensorFlow ops.
 
     Delegates to ``gfla_tf.data.keypoints_to_heatmaps`` (the training pipeline's
@@ -49,7 +68,55 @@ def _non_empty(ops):
     return [op for op in ops if op is not None]
 
 
-def check_shape(tensor, name, expected, description):
+def is_finite(tensor: tf.Tensor) -> tf.Tensor:
+    """Elementwise "not NaN and not infinite", with ops that TFLite has as builtins."""
+    return tf.abs(tensor) <= _FLOAT32_MAX
+
+
+def check_finite(tensor: tf.Tensor, name: str) -> tf.Tensor:
+    """Asserts that a float image or heatmap tensor holds no NaN or infinity.
+
+    Returns:
+      ``tensor`` after the check, with non-finite values replaced by 0 (a no-op where the
+      check runs; it keeps a ``.tflite`` file, which drops the check, free of NaN).
+    """
+    finite = is_finite(tensor)
+    check = tf.debugging.Assert(
+        tf.reduce_all(finite),
+        [
+            f"{name} must hold finite values (no NaN or infinity); first non-finite at",
+            tf.where(tf.logical_not(finite))[:1],
+        ],
+        summarize=8,
+    )
+    with tf.control_dependencies(_non_empty([check])):
+        return tf.where(finite, tensor, tf.zeros_like(tensor))
+
+
+def check_keypoints(keypoints: tf.Tensor, name: str) -> tf.Tensor:
+    """Asserts that [B, K, 2] keypoints are finite; names the offending (batch, keypoint).
+
+    Returns:
+      ``keypoints`` after the check, with any non-finite keypoint set to missing (-1): a
+      no-op where the check runs, and what a ``.tflite`` file (no checks) computes.
+    """
+    finite = tf.reduce_all(is_finite(keypoints), axis=-1)  # [B, K]
+    check = tf.debugging.Assert(
+        tf.reduce_all(finite),
+        [
+            f"{name} must be finite (x, y) pixels (negative = missing); NaN or infinite at "
+            "[batch, keypoint]",
+            tf.where(tf.logical_not(finite)),
+        ],
+        summarize=8,
+    )
+    with tf.control_dependencies(_non_empty([check])):
+        return tf.where(finite[..., None], keypoints, -tf.ones_like(keypoints))
+
+
+def check_shape(
+    tensor: tf.Tensor, name: str, expected: Sequence[int | None], description: str
+) -> tf.Tensor:
     """Asserts at run time that ``tensor`` has rank ``len(expected)`` and the given dims.
 
     One ``Assert`` per input evaluates the rank and every dimension together (on a shape
@@ -81,10 +148,18 @@ def check_shape(tensor, name, expected, description):
         return tf.reshape(tensor, [-1 if size is None else size for size in expected])
 
 
-def check_same_batch(tensors, names):
-    """Asserts that every tensor has the batch size of the first; returns control deps."""
+def check_same_batch(tensors: Sequence[tf.Tensor], names: Sequence[str]) -> list:
+    """Asserts a non-empty batch, the same for every tensor; returns the control deps.
+
+    An empty batch is rejected because the generator's instance normalisation cannot run
+    on it (TensorFlow's own error is an internal "Incompatible shapes").
+    """
     first = tf.shape(tensors[0])[0]
-    checks = []
+    checks = [
+        tf.debugging.Assert(
+            first > 0, [f"{names[0]} must hold at least one image; got batch size", first]
+        )
+    ]
     for tensor, name in zip(tensors[1:], names[1:]):
         checks.append(
             tf.debugging.assert_equal(
@@ -96,18 +171,19 @@ def check_same_batch(tensors, names):
     return _non_empty(checks)
 
 
-def to_uint8(image):
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
     """Maps a float image in [-1, 1] to uint8 [0, 255] with rounding and clipping."""
     scaled = tf.round((tf.cast(image, tf.float32) + 1.0) * 127.5)
     return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
 
 
-def from_uint8(image):
+def from_uint8(image: tf.Tensor) -> tf.Tensor:
     """Maps a uint8 image to float32 in [-1, 1]."""
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
-def _named_outputs(outputs, image):
+def _named_outputs(outputs: Mapping[str, Any], image: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The generator's {"image", "flows", "masks"} as flat signature outputs."""
     result = {"image": image}
     for i, flow in enumerate(outputs["flows"]):
         result[f"flow_{i}"] = tf.cast(flow, tf.float32)
@@ -116,7 +192,31 @@ def _named_outputs(outputs, image):
     return result
 
 
-def heatmap_fn(generator, image_size, num_keypoints=18):
+def split_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Maps flat signature outputs (image, flow_<i>, mask_<i>) to the predictor's dict.
+
+    The inverse of the signatures' output naming, shared by every predictor and the
+    serving clients.
+
+    Args:
+      outputs: output name -> array-like (tensor, numpy array or nested list).
+
+    Returns:
+      {"image": array, "flows": [array, ...], "masks": [array, ...]} as numpy arrays,
+      flows and masks ordered by their index (coarse to fine).
+    """
+    outputs = {name: np.asarray(value) for name, value in outputs.items()}
+
+    def ordered(prefix: str) -> list[np.ndarray]:
+        keys = [k for k in outputs if k.startswith(prefix) and k[len(prefix) :].isdigit()]
+        return [outputs[k] for k in sorted(keys, key=lambda k: int(k[len(prefix) :]))]
+
+    return {"image": outputs["image"], "flows": ordered("flow_"), "masks": ordered("mask_")}
+
+
+def heatmap_fn(
+    generator: Callable, image_size: Sequence[int], num_keypoints: int = 18
+) -> tuple[Callable, list[tf.TensorSpec]]:
     """Returns ``(fn, input_signature)`` of the float ``heatmaps`` signature.
 
     Args:
@@ -141,7 +241,9 @@ def heatmap_fn(generator, image_size, num_keypoints=18):
         tensors = [source_image, source_pose, target_pose]
         checks = check_same_batch(tensors, names)
         with tf.control_dependencies(checks):
-            source_image = tf.identity(source_image)
+            source_image = check_finite(source_image, "source_image")
+            source_pose = check_finite(source_pose, "source_pose")
+            target_pose = check_finite(target_pose, "target_pose")
         outputs = generator(
             {"source_image": source_image, "source_pose": source_pose, "target_pose": target_pose},
             training=False,
@@ -151,7 +253,12 @@ def heatmap_fn(generator, image_size, num_keypoints=18):
     return serve_heatmaps, spec
 
 
-def keypoint_fn(heatmaps, image_size, sigma=DEFAULT_SIGMA, num_keypoints=18):
+def keypoint_fn(
+    heatmaps: Callable,
+    image_size: Sequence[int],
+    sigma: float = DEFAULT_SIGMA,
+    num_keypoints: int = 18,
+) -> tuple[Callable, list[tf.TensorSpec]]:
     """Returns ``(fn, input_signature)`` of the uint8 keypoint ``serving_default`` signature.
 
     The input specs leave every dimension open so that a request of the wrong rank or
@@ -190,6 +297,8 @@ def keypoint_fn(heatmaps, image_size, sigma=DEFAULT_SIGMA, num_keypoints=18):
         )
         with tf.control_dependencies(checks):
             image = from_uint8(source_image)
+            source_keypoints = check_keypoints(source_keypoints, "source_keypoints")
+            target_keypoints = check_keypoints(target_keypoints, "target_keypoints")
         outputs = dict(
             heatmaps(
                 image,
@@ -203,7 +312,13 @@ def keypoint_fn(heatmaps, image_size, sigma=DEFAULT_SIGMA, num_keypoints=18):
     return serve_keypoints, spec
 
 
-def build_functions(generator, image_size, sigma=DEFAULT_SIGMA, num_keypoints=18, traced=True):
+def build_functions(
+    generator: Callable,
+    image_size: Sequence[int],
+    sigma: float = DEFAULT_SIGMA,
+    num_keypoints: int = 18,
+    traced: bool = True,
+) -> dict[str, Callable]:
     """Returns {signature name: function} for both serving signatures.
 
     The generator is traced once, inside ``heatmaps``; ``serving_default`` calls it.

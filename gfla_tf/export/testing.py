@@ -1,9 +1,13 @@
 """Small models and requests for the export, serving and generate tests."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 
-def randomize_weights(model, seed=0, gain=1.5):
+def randomize_weights(model: Any, seed: int = 0, gain: float = 1.5) -> None:
     """Overwrites every weight with He-scaled normal noise.
 
     A freshly initialised GFLA generator (orthogonal init, gain 0.02) outputs an almost
@@ -27,7 +31,7 @@ def randomize_weights(model, seed=0, gain=1.5):
     model.set_weights(values)
 
 
-def tiny_generator(seed=0, variant="test"):
+def tiny_generator(seed: int = 0, variant: str = "test") -> Any:
     """Builds the DeepFashion ``variant`` generator (32x32 for "test") with random weights."""
     from gfla_tf.configs import deepfashion
     from gfla_tf.models import build_generator
@@ -37,7 +41,13 @@ def tiny_generator(seed=0, variant="test"):
     return generator
 
 
-def random_request(batch, image_size, seed=0, num_keypoints=18, missing=2):
+def random_request(
+    batch: int,
+    image_size: tuple[int, int],
+    seed: int = 0,
+    num_keypoints: int = 18,
+    missing: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (uint8 images [B, H, W, 3], source and target keypoints [B, K, 2]).
 
     ``missing`` keypoints per pose are set to -1.

@@ -10,15 +10,20 @@ inputs. The ``.tflite`` file holds two signatures, as the SavedModel does:
   in the graph), which is what ``load_predictor`` runs.
 
 The run-time checks of the SavedModel (``Assert``) are not builtin ops; the converter
-drops them, so a ``.tflite`` file trusts its caller's shapes (the predictor checks them).
+drops them, so a ``.tflite`` file trusts its caller (``gfla_tf.export.TFLitePredictor``
+checks every request in Python); the graph still sanitises non-finite inputs, so it never
+emits NaN.
 """
+
+from __future__ import annotations
 
 import logging
 import os
-import tempfile
+from collections.abc import Sequence
 
 import tensorflow as tf
 
+from gfla_tf import io
 from gfla_tf.export import signatures
 
 _log = logging.getLogger(__name__)
@@ -27,7 +32,11 @@ QUANTIZE_MODES = ("none", "float16", "dynamic")
 DEFAULT_SIGNATURES = (signatures.SERVING_DEFAULT, signatures.HEATMAP_SIGNATURE)
 
 
-def convert_saved_model(saved_model_dir, quantize="none", signature_keys=DEFAULT_SIGNATURES):
+def convert_saved_model(
+    saved_model_dir: str | os.PathLike,
+    quantize: str = "none",
+    signature_keys: Sequence[str] = DEFAULT_SIGNATURES,
+) -> bytes:
     """Converts a SavedModel to a TFLite flatbuffer with builtin ops only.
 
     Args:
@@ -60,7 +69,9 @@ def convert_saved_model(saved_model_dir, quantize="none", signature_keys=DEFAULT
     return converter.convert()
 
 
-def export_tflite(saved_model_dir, output_path, quantize="none"):
+def export_tflite(
+    saved_model_dir: str | os.PathLike, output_path: str | os.PathLike, quantize: str = "none"
+) -> str:
     """Converts ``saved_model_dir`` to ``output_path`` (written atomically).
 
     Args:
@@ -74,19 +85,23 @@ def export_tflite(saved_model_dir, output_path, quantize="none"):
 
     Raises:
       ValueError: if ``quantize`` is not one of QUANTIZE_MODES.
+      OSError: if ``output_path`` cannot be written.
     """
-    flatbuffer = convert_saved_model(saved_model_dir, quantize=quantize)
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     output_path = os.fspath(output_path)
     directory = os.path.dirname(os.path.abspath(output_path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(flatbuffer)
-        os.replace(tmp, output_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        # The temporary is created first, so an unwritable destination fails before the
+        # (slow) conversion runs.
+        with io.atomic_path(output_path) as tmp:
+            flatbuffer = convert_saved_model(saved_model_dir, quantize=quantize)
+            with open(tmp, "wb") as f:
+                f.write(flatbuffer)
+    except PermissionError as err:
+        where = os.path.dirname(os.path.abspath(err.filename)) if err.filename else None
+        if where != directory:
+            raise
+        raise PermissionError(err.errno, f"cannot write {output_path} ({err.strerror})") from None
     _log.info("wrote %s (%s, %d bytes)", output_path, quantize, len(flatbuffer))
     return output_path

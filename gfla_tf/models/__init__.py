@@ -6,27 +6,25 @@ inside, as ``generator.flow_estimator``); ``build_discriminator(model_config)`` 
 local attention runs another op implementation (export uses "reference").
 """
 
+import inspect
+
 import keras
 
 from gfla_tf.models.discriminator import Discriminator
 from gfla_tf.models.flow_estimator import FlowEstimator
 from gfla_tf.models.generator import GFLAGenerator
 
-GENERATOR_FIELDS = (
-    "image_height",
-    "image_width",
-    "num_keypoints",
-    "flow_ngf",
-    "flow_max_channels",
-    "flow_layers",
-    "renderer_ngf",
-    "renderer_max_channels",
-    "renderer_layers",
-    "renderer_blocks",
-    "attention_layers",
-    "kernel_sizes",
-    "attention_hidden",
-)
+
+def _generator_fields():
+    # The fields of ``config.model`` that are arguments of GFLAGenerator: read from the two
+    # sources of truth (the generator's signature and the base config), never listed here.
+    from gfla_tf.configs import base
+
+    parameters = inspect.signature(GFLAGenerator.__init__).parameters
+    return tuple(name for name in base.get_base_config().model if name in parameters)
+
+
+GENERATOR_FIELDS = _generator_fields()
 
 
 def _field(model_config, name):
@@ -34,6 +32,21 @@ def _field(model_config, name):
         return model_config[name]
     except (KeyError, AttributeError, TypeError) as err:
         raise ValueError(f"model config is missing the field {name!r}") from err
+
+
+def generator_kwargs(model_config):
+    """The ``GFLAGenerator`` arguments that ``config.model`` sets.
+
+    Args:
+      model_config: ``config.model`` (ConfigDict or dict).
+
+    Returns:
+      Dict of keyword arguments, one per name in :data:`GENERATOR_FIELDS`.
+
+    Raises:
+      ValueError: a field is missing.
+    """
+    return {name: _field(model_config, name) for name in GENERATOR_FIELDS}
 
 
 def build_generator(model_config, impl=None, dtype=None):
@@ -51,16 +64,10 @@ def build_generator(model_config, impl=None, dtype=None):
     Raises:
       ValueError: a missing or inconsistent field.
     """
-    kwargs = {name: _field(model_config, name) for name in GENERATOR_FIELDS}
-    # Optional field: configs written before it existed keep the reference's behaviour.
-    kwargs["normalize_source_image"] = bool(
-        model_config.get("normalize_source_image", True) if hasattr(model_config, "get") else True
-    )
-    kwargs["attention_layers"] = tuple(kwargs["attention_layers"])
-    kwargs["kernel_sizes"] = tuple(kwargs["kernel_sizes"])
-    if impl is None:
-        impl = model_config.get("op_impl", "auto") if hasattr(model_config, "get") else "auto"
-    generator = GFLAGenerator(op_impl=impl, dtype=dtype, name="generator", **kwargs)
+    kwargs = generator_kwargs(model_config)
+    if impl is not None:
+        kwargs["op_impl"] = impl
+    generator = GFLAGenerator(dtype=dtype, name="generator", **kwargs)
     generator.build()
     return generator
 
@@ -128,4 +135,5 @@ __all__ = [
     "build_generator",
     "clone_with_impl",
     "count_params",
+    "generator_kwargs",
 ]

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from gfla_tf.layers import ResBlockEncoder, SpectralNormalization, _common
+from gfla_tf.models.common import channel_schedule
 
 
 @keras.saving.register_keras_serializable(package="gfla")
@@ -64,8 +65,7 @@ class Discriminator(keras.Model):
             kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
         )
-        cap = max(self.max_channels // self.ndf, 1)
-        channels = [self.ndf * min(2**i, cap) for i in range(self.num_layers)]
+        channels = channel_schedule(self.ndf, self.num_layers, self.max_channels)
         self.blocks = [ResBlockEncoder(self.ndf, hidden_filters=self.ndf, name="block0", **common)]
         for i in range(1, self.num_layers):
             self.blocks.append(

@@ -4,17 +4,7 @@ import keras
 from keras import ops
 
 from gfla_tf.layers import EncoderBlock, Jump, ResBlockDecoder, _common
-
-INPUT_KEYS = ("source_image", "source_pose", "target_pose")
-
-
-def check_input_dict(inputs, who):
-    """Raises a clear error unless ``inputs`` is a dict with the three GFLA inputs."""
-    if not isinstance(inputs, dict):
-        raise TypeError(f"{who} expects a dict with keys {INPUT_KEYS}, got {type(inputs).__name__}")
-    missing = [k for k in INPUT_KEYS if k not in inputs]
-    if missing:
-        raise ValueError(f"{who}: input dict is missing {missing}; expected keys {INPUT_KEYS}")
+from gfla_tf.models.common import channel_schedule, check_input_dict
 
 
 def _scaled(size, factor):
@@ -96,8 +86,7 @@ class FlowEstimator(keras.Model):
         )
         conv = dict(kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy)
 
-        cap = max(self.max_channels // self.ngf, 1)
-        self.encoder_channels = [self.ngf * min(2**i, cap) for i in range(self.num_layers)]
+        self.encoder_channels = channel_schedule(self.ngf, self.num_layers, self.max_channels)
         self.encoders = [
             EncoderBlock(c, name=f"encoder{i}", **common)
             for i, c in enumerate(self.encoder_channels)

@@ -12,7 +12,8 @@ from gfla_tf.layers import (
     ResBlockDecoder,
     _common,
 )
-from gfla_tf.models.flow_estimator import FlowEstimator, check_input_dict
+from gfla_tf.models.common import channel_schedule, check_input_dict
+from gfla_tf.models.flow_estimator import FlowEstimator
 
 
 def _scaled(size, factor):
@@ -145,8 +146,7 @@ class GFLAGenerator(keras.Model):
             **common,
         )
         ngf, n_layers = self.renderer_ngf, self.renderer_layers
-        cap = max(self.renderer_max_channels // ngf, 1)
-        self.encoder_channels = [ngf * min(2**i, cap) for i in range(n_layers)]
+        self.encoder_channels = channel_schedule(ngf, n_layers, self.renderer_max_channels)
         self.source_encoders = [
             EncoderBlock(
                 c,

@@ -2,8 +2,8 @@
 
 ``RestClient`` and ``GrpcClient`` send a uint8 image and two keypoint sets to the
 ``serving_default`` signature written by ``gfla export`` and return the rendered image,
-flows and masks as numpy arrays; see ``gfla_tf.serving.client``. ``gfla_tf.serving.testing``
-runs an export behind in-process REST and gRPC servers for tests.
+flows and masks as numpy arrays; see ``gfla_tf.serving.client``. The tests run them
+against an in-process TF Serving stand-in (``tests/fake_tf_serving.py``).
 """
 
 from gfla_tf.serving.client import (

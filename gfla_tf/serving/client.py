@@ -4,7 +4,8 @@ Both send ``source_image`` (uint8 [B, H, W, 3]), ``source_keypoints`` and
 ``target_keypoints`` (float32 [B, 18, 2], (x, y) pixels, negative = missing) to the
 ``serving_default`` signature written by ``gfla export`` and return numpy
 ``{"image": uint8 [B, H, W, 3], "flows": [...], "masks": [...]}``, the shape of
-``gfla_tf.export.load_predictor(...).predict``.
+``gfla_tf.export.load_predictor(...).predict``. Requests are checked by the same
+``gfla_tf.export.validate_request`` as the predictors' before they are sent.
 
 Failures: UNAVAILABLE (gRPC), HTTP 503 and connection errors are retried with
 exponential backoff and jitter up to ``max_retries`` times; INVALID_ARGUMENT is raised at
@@ -18,6 +19,8 @@ Example:
     out["image"]  # uint8 [B, H, W, 3]
 """
 
+from __future__ import annotations
+
 import http.client
 import json
 import logging
@@ -25,8 +28,13 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
+
+from gfla_tf.export.predictor import validate_request
+from gfla_tf.export.signatures import split_outputs
 
 _log = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ class ServingError(RuntimeError):
       message: the server's message.
     """
 
-    def __init__(self, code, message):
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -72,7 +80,7 @@ class DeadlineExceededError(ServingError):
     """The request took longer than the client's timeout."""
 
 
-def make_error(code, message):
+def make_error(code: str, message: str) -> ServingError:
     """Returns the ``ServingError`` subclass instance for a canonical code name."""
     cls = {
         "INVALID_ARGUMENT": InvalidArgumentError,
@@ -85,46 +93,9 @@ def make_error(code, message):
 class _Retryable(Exception):
     """Internal: an attempt failed in a way worth retrying."""
 
-    def __init__(self, error):
+    def __init__(self, error: ServingError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def split_outputs(outputs):
-    """Maps named outputs (image, flow_0, mask_0, ...) to {"image", "flows", "masks"}."""
-
-    def ordered(prefix):
-        keys = [k for k in outputs if k.startswith(prefix) and k[len(prefix) :].isdigit()]
-        return [outputs[k] for k in sorted(keys, key=lambda k: int(k[len(prefix) :]))]
-
-    return {"image": outputs["image"], "flows": ordered("flow_"), "masks": ordered("mask_")}
-
-
-def gfla_inputs(source_image, source_keypoints, target_keypoints):
-    """Validates and converts the three inputs of ``serving_default``.
-
-    Raises:
-      TypeError: if ``source_image`` is not uint8.
-      ValueError: if a rank or the batch sizes do not match.
-    """
-    image = np.asarray(source_image)
-    if image.dtype != np.uint8:
-        raise TypeError(f"source_image must be uint8 [B, H, W, 3], got dtype {image.dtype}")
-    if image.ndim != 4 or image.shape[-1] != 3:
-        raise ValueError(f"source_image must have shape [B, H, W, 3], got {list(image.shape)}")
-    inputs = {"source_image": image}
-    for name, value in (
-        ("source_keypoints", source_keypoints),
-        ("target_keypoints", target_keypoints),
-    ):
-        array = np.asarray(value, dtype=np.float32)
-        if array.ndim != 3 or array.shape[0] != image.shape[0] or array.shape[-1] != 2:
-            raise ValueError(
-                f"{name} must have shape [B={image.shape[0]}, 18, 2] as (x, y) pixels, "
-                f"got {list(array.shape)}"
-            )
-        inputs[name] = array
-    return inputs
 
 
 class _Client:
@@ -132,14 +103,14 @@ class _Client:
 
     def __init__(
         self,
-        model_name="gfla",
-        version=None,
-        signature_name="serving_default",
-        timeout=30.0,
-        max_retries=3,
-        backoff=0.1,
-        max_backoff=5.0,
-    ):
+        model_name: str = "gfla",
+        version: int | None = None,
+        signature_name: str = "serving_default",
+        timeout: float | None = 30.0,
+        max_retries: int = 3,
+        backoff: float = 0.1,
+        max_backoff: float = 5.0,
+    ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive seconds or None, got {timeout!r}")
         if max_retries < 0:
@@ -155,7 +126,7 @@ class _Client:
         self.max_backoff = float(max_backoff)
         self.attempts = 0  # total attempts made, for monitoring and tests
 
-    def _with_retries(self, attempt):
+    def _with_retries(self, attempt: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         last = None
         for retry in range(self.max_retries + 1):
             if retry:
@@ -175,7 +146,9 @@ class _Client:
             f"gave up after {self.max_retries + 1} attempts; last error: {last.message}",
         )
 
-    def predict_raw(self, inputs, signature_name=None):
+    def predict_raw(
+        self, inputs: Mapping[str, Any], signature_name: str | None = None
+    ) -> dict[str, np.ndarray]:
         """Sends named numpy inputs and returns named numpy outputs.
 
         Args:
@@ -194,7 +167,9 @@ class _Client:
         signature = signature_name or self.signature_name
         return self._with_retries(lambda: self._attempt(inputs, signature))
 
-    def predict(self, source_image, source_keypoints, target_keypoints):
+    def predict(
+        self, source_image: Any, source_keypoints: Any, target_keypoints: Any
+    ) -> dict[str, Any]:
         """Renders the source person in the target pose on the server.
 
         Args:
@@ -206,12 +181,15 @@ class _Client:
           {"image": uint8 [B, H, W, 3], "flows": [...], "masks": [...]} as numpy arrays.
 
         Raises:
-          TypeError, ValueError: malformed inputs (checked before sending).
+          TypeError, ValueError: malformed inputs, e.g. a NaN keypoint (checked before
+            sending, as ``gfla_tf.export.Predictor`` checks them).
           InvalidArgumentError, UnavailableError, DeadlineExceededError, ServingError: as
             ``predict_raw``.
         """
-        inputs = gfla_inputs(source_image, source_keypoints, target_keypoints)
-        outputs = self.predict_raw(inputs)
+        image, source, target = validate_request(source_image, source_keypoints, target_keypoints)
+        outputs = self.predict_raw(
+            {"source_image": image, "source_keypoints": source, "target_keypoints": target}
+        )
         # JSON carries no dtype: restore the signature's (uint8 image, float32 rest).
         outputs = {
             name: np.asarray(value).astype(np.uint8 if name == "image" else np.float32)
@@ -219,7 +197,7 @@ class _Client:
         }
         return split_outputs(outputs)
 
-    def _attempt(self, inputs, signature_name):
+    def _attempt(self, inputs: Mapping[str, Any], signature_name: str) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
 
@@ -238,7 +216,13 @@ class RestClient(_Client):
       request_format: "columnar" (``{"inputs": {...}}``) or "rows" (``{"instances": [...]}``).
     """
 
-    def __init__(self, url="http://127.0.0.1:8501", *args, request_format="columnar", **kwargs):
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8501",
+        *args: Any,
+        request_format: str = "columnar",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if request_format not in ("columnar", "rows"):
             raise ValueError(f"request_format must be 'columnar' or 'rows', got {request_format!r}")
@@ -246,14 +230,14 @@ class RestClient(_Client):
         self.request_format = request_format
 
     @property
-    def predict_url(self):
+    def predict_url(self) -> str:
         """The predict endpoint for this model (and version)."""
         path = f"{self.url}/v1/models/{self.model_name}"
         if self.version is not None:
             path += f"/versions/{self.version}"
         return path + ":predict"
 
-    def _body(self, inputs, signature_name):
+    def _body(self, inputs: Mapping[str, Any], signature_name: str) -> bytes:
         arrays = {name: np.asarray(value) for name, value in inputs.items()}
         body = {"signature_name": signature_name}
         if self.request_format == "columnar":
@@ -269,7 +253,9 @@ class RestClient(_Client):
         return json.dumps(body).encode("utf-8")
 
     @staticmethod
-    def _parse(payload):
+    def _parse(payload: Any) -> dict[str, np.ndarray]:
+        if not isinstance(payload, dict):
+            raise ServingError("INTERNAL", f"response is not a JSON object: {str(payload)[:200]}")
         if "outputs" in payload:
             outputs = payload["outputs"]
             if not isinstance(outputs, dict):  # a single unnamed output
@@ -277,13 +263,15 @@ class RestClient(_Client):
             return {name: np.asarray(value) for name, value in outputs.items()}
         if "predictions" in payload:
             rows = payload["predictions"]
+            if not isinstance(rows, list):
+                raise ServingError("INTERNAL", "'predictions' in the response is not a list")
             if rows and not isinstance(rows[0], dict):
                 return {"output": np.asarray(rows)}
             names = rows[0].keys() if rows else []
             return {name: np.asarray([row[name] for row in rows]) for name in names}
         raise ServingError("INTERNAL", f"unexpected response keys {sorted(payload)}")
 
-    def _attempt(self, inputs, signature_name):
+    def _attempt(self, inputs: Mapping[str, Any], signature_name: str) -> dict[str, np.ndarray]:
         request = urllib.request.Request(
             self.predict_url,
             data=self._body(inputs, signature_name),
@@ -292,13 +280,13 @@ class RestClient(_Client):
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = json.loads(response.read().decode("utf-8"))
+                text = response.read().decode("utf-8", errors="replace")
         except urllib.error.HTTPError as err:
             text = err.read().decode("utf-8", errors="replace")
             try:
-                message = json.loads(text).get("error", text)
+                message = str(json.loads(text).get("error", text))
             except (ValueError, AttributeError):
-                message = text
+                message = text.strip() or f"HTTP {err.code} {err.reason}"
             error = make_error(_HTTP_CODES.get(err.code, f"HTTP_{err.code}"), message)
             if err.code == 503:
                 raise _Retryable(error) from None
@@ -315,6 +303,10 @@ class RestClient(_Client):
             raise _Retryable(UnavailableError("UNAVAILABLE", f"{self.url}: {err.reason}")) from None
         except (ConnectionError, http.client.HTTPException) as err:
             raise _Retryable(UnavailableError("UNAVAILABLE", f"{self.url}: {err!r}")) from None
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise ServingError("INTERNAL", f"response is not JSON: {text[:200]!r}") from None
         return self._parse(payload)
 
 
@@ -333,7 +325,9 @@ class GrpcClient(_Client):
       max_message_mb: gRPC message size limit (images are sent as raw tensors).
     """
 
-    def __init__(self, target="127.0.0.1:8500", *args, max_message_mb=256, **kwargs):
+    def __init__(
+        self, target: str = "127.0.0.1:8500", *args: Any, max_message_mb: int = 256, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -349,17 +343,17 @@ class GrpcClient(_Client):
         )
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
-    def close(self):
+    def close(self) -> None:
         """Closes the channel."""
         self._channel.close()
 
-    def __enter__(self):
+    def __enter__(self) -> GrpcClient:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _attempt(self, inputs, signature_name):
+    def _attempt(self, inputs: Mapping[str, Any], signature_name: str) -> dict[str, np.ndarray]:
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2

@@ -5,46 +5,57 @@
 """
 
 from gfla_tf.training.callbacks import (
-    AtomicBackupAndRestore,
+    EpochBackup,
     NonFiniteLossError,
     PeriodicCheckpoint,
+    StopAtStep,
     TerminateOnNonFiniteLoss,
     TrainingLogger,
-    flow_to_rgb,
     sample_grid,
 )
 from gfla_tf.training.checkpoints import (
+    ResumeState,
     latest_checkpoint,
     load_config,
     load_flow_estimator,
+    restore_latest,
     restore_trainer,
     save_checkpoint,
     save_config,
 )
 from gfla_tf.training.compat import DistributedFitMixin
-from gfla_tf.training.loop import TrainResult, build_trainer, save_generator, train
+from gfla_tf.training.loop import (
+    TrainingInterrupted,
+    TrainResult,
+    build_trainer,
+    save_generator,
+    train,
+)
 from gfla_tf.training.schedules import LinearDecayTail
 from gfla_tf.training.strategy import build_strategy, is_chief
 from gfla_tf.training.trainer import GFLATrainer, required_vgg_layers
 
 __all__ = [
-    "AtomicBackupAndRestore",
     "DistributedFitMixin",
+    "EpochBackup",
     "GFLATrainer",
     "LinearDecayTail",
     "NonFiniteLossError",
     "PeriodicCheckpoint",
+    "ResumeState",
+    "StopAtStep",
     "TerminateOnNonFiniteLoss",
     "TrainResult",
+    "TrainingInterrupted",
     "TrainingLogger",
     "build_strategy",
     "build_trainer",
-    "flow_to_rgb",
     "is_chief",
     "latest_checkpoint",
     "load_config",
     "load_flow_estimator",
     "required_vgg_layers",
+    "restore_latest",
     "restore_trainer",
     "sample_grid",
     "save_checkpoint",

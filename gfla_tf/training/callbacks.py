@@ -1,43 +1,18 @@
 """Keras callbacks of a GFLA training run: logging, NaN guard, checkpoints, backup/restore."""
 
-import json
 import logging
 import math
-import os
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from gfla_tf.data.visualize import flow_to_color
+from gfla_tf.models.common import INPUT_KEYS
 from gfla_tf.training import checkpoints
 
 logger = logging.getLogger(__name__)
-
-
-def _metadata(plugin_name):
-    # TensorBoard's scalar/image plugins only need the plugin name in the metadata; the
-    # core TF proto is used so that logging works without the tensorboard package.
-    from tensorflow.core.framework import summary_pb2
-
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name)
-    ).SerializeToString()
-
-
-def write_scalar(name, value, step):
-    """Writes a TensorBoard scalar with the default writer (no tensorboard import)."""
-    tf.summary.write(
-        name, tf.constant(float(value), tf.float32), step=step, metadata=_metadata("scalars")
-    )
-
-
-def write_image(name, image, step):
-    """Writes one uint8 [H, W, 3] image to TensorBoard (no tensorboard import)."""
-    png = tf.io.encode_png(tf.convert_to_tensor(image, tf.uint8))
-    height, width = image.shape[:2]
-    tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height)), png])
-    tf.summary.write(name, tensor, step=step, metadata=_metadata("images"))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,27 +44,6 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
                 )
 
 
-def flow_to_rgb(flow, max_magnitude=None):
-    """Colour-codes a flow: hue = direction, brightness = magnitude.
-
-    Args:
-      flow: [B, H, W, 2] tensor.
-      max_magnitude: magnitude mapped to full brightness (default: per-image maximum).
-
-    Returns:
-      [B, H, W, 3] float32 in [0, 1].
-    """
-    flow = tf.cast(flow, tf.float32)
-    fx, fy = flow[..., 0], flow[..., 1]
-    magnitude = tf.sqrt(fx * fx + fy * fy)
-    if max_magnitude is None:
-        max_magnitude = tf.reduce_max(magnitude, axis=[1, 2], keepdims=True)
-    value = tf.clip_by_value(magnitude / (max_magnitude + 1e-6), 0.0, 1.0)
-    hue = (tf.atan2(fy, fx) / (2.0 * math.pi)) % 1.0
-    hsv = tf.stack([hue, tf.ones_like(hue), value], axis=-1)
-    return tf.image.hsv_to_rgb(hsv)
-
-
 def sample_grid(generator, batch, max_rows=4):
     """Renders a visual summary of the generator on a batch.
 
@@ -104,10 +58,7 @@ def sample_grid(generator, batch, max_rows=4):
     Returns:
       uint8 numpy array [rows * H, 6 * W, 3].
     """
-    inputs = {
-        k: tf.convert_to_tensor(batch[k][:max_rows])
-        for k in ("source_image", "source_pose", "target_pose")
-    }
+    inputs = {k: tf.convert_to_tensor(batch[k][:max_rows]) for k in INPUT_KEYS}
     outputs = generator(inputs, training=False)
     height, width = inputs["source_image"].shape[1:3]
 
@@ -123,7 +74,7 @@ def sample_grid(generator, batch, max_rows=4):
         tf.image.grayscale_to_rgb(tf.clip_by_value(pose, 0.0, 1.0)),
         to_unit(outputs["image"]),
         to_unit(tf.convert_to_tensor(batch["target_image"][:max_rows])),
-        upsample(flow_to_rgb(outputs["flows"][-1])),
+        upsample(flow_to_color(outputs["flows"][-1].numpy()) / 255.0),
         tf.image.grayscale_to_rgb(upsample(outputs["masks"][-1])),
     ]
     grid = tf.concat(columns, axis=2)  # [B, H, 6W, 3]
@@ -189,14 +140,12 @@ class TrainingLogger(keras.callbacks.Callback):
             if self._writer is not None:
                 with self._writer.as_default(step=step):
                     for name, value in (logs or {}).items():
-                        write_scalar(f"loss/{name}", np.asarray(value), step)
+                        tf.summary.scalar(f"loss/{name}", float(np.asarray(value)))
                     for name, value in self._learning_rates().items():
-                        write_scalar(name, value, step)
-                    write_scalar("throughput/steps_per_sec", steps_per_sec, step)
-                    write_scalar(
-                        "throughput/examples_per_sec",
-                        steps_per_sec * self.global_batch_size,
-                        step,
+                        tf.summary.scalar(name, value)
+                    tf.summary.scalar("throughput/steps_per_sec", steps_per_sec)
+                    tf.summary.scalar(
+                        "throughput/examples_per_sec", steps_per_sec * self.global_batch_size
                     )
         if (
             self._writer is not None
@@ -210,7 +159,7 @@ class TrainingLogger(keras.callbacks.Callback):
         """Writes the sample grid at ``step``."""
         grid = sample_grid(self.model.generator, self.sample_batch)
         with self._writer.as_default(step=step):
-            write_image("samples/source|pose|generated|target|flow|mask", grid, step)
+            tf.summary.image("samples/source|pose|generated|target|flow|mask", grid[None])
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -249,61 +198,47 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         self._save()
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``keras.callbacks.BackupAndRestore`` whose backups survive a kill at any moment.
+class EpochBackup(keras.callbacks.Callback):
+    """Saves the whole training state at the end of every epoch (the restart point).
 
-    Keras writes ``latest.weights.h5`` in place and then the metadata, so a SIGKILL while
-    writing can leave a corrupt or mismatched backup. Here each backup is a new weights
-    file written under a temporary name, and the metadata JSON that points to it is
-    replaced atomically afterwards; older files are deleted last. Only the chief writes
-    (``enabled=False`` elsewhere); every worker restores from the same directory. The
-    backup is kept after training (``delete_checkpoint=False``), so re-running a finished
-    command does not start over.
+    Each backup is a new ``backup-<step>.weights.h5`` written atomically, then the
+    metadata JSON that names it, then older backups are deleted, so a kill at any moment
+    leaves a loadable backup. Restoring is not this callback's job: ``train`` loads the
+    newest intact state (backup or checkpoint) before ``fit`` and passes
+    ``initial_epoch``. The backup is kept after training, so rerunning a finished command
+    does not start over.
 
     Args:
-      backup_dir: directory reserved for the backup.
-      save_freq: "epoch" or a number of steps.
-      enabled: whether this process writes backups.
+      backup_dir: directory reserved for the backups.
+      enabled: whether this process writes (the chief only).
+      keep_paths: files never deleted (states that did not load, kept for inspection).
     """
 
-    def __init__(self, backup_dir, save_freq="epoch", enabled=True):
-        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+    def __init__(self, backup_dir, enabled=True, keep_paths=()):
+        super().__init__()
+        self.backup_dir = backup_dir
         self.enabled = enabled
-        self.restored_epoch = 0
+        self.keep_paths = tuple(keep_paths)
 
-    def _load_model(self):
-        if not os.path.exists(self._training_metadata_path):
-            return
-        with open(self._training_metadata_path) as f:
-            metadata = json.load(f)
-        weights = os.path.join(self.backup_dir, metadata["weights"])
-        self.model.build_optimizers()
-        self.model.load_weights(weights)
-        self.model._initial_epoch = int(metadata["epoch"])
-        self.restored_epoch = int(metadata["epoch"])
-        logger.info(
-            "BackupAndRestore: resuming at epoch %d (step %d) from %s",
-            metadata["epoch"],
-            int(self.model.optimizer.iterations.numpy()),
-            weights,
-        )
+    def on_epoch_end(self, epoch, logs=None):
+        if self.enabled:
+            checkpoints.save_backup(self.model, self.backup_dir, epoch + 1, self.keep_paths)
 
-    def _save_model(self):
-        if not self.enabled:
-            return
-        os.makedirs(self.backup_dir, exist_ok=True)
-        step = int(self.model.optimizer.iterations.numpy())
-        name = f"backup-{step:010d}.weights.h5"
-        tmp_name = f".tmp-{name}"
-        self.model.save_weights(os.path.join(self.backup_dir, tmp_name), overwrite=True)
-        os.replace(os.path.join(self.backup_dir, tmp_name), os.path.join(self.backup_dir, name))
-        metadata = {
-            "epoch": self._current_epoch,
-            "batch": self._last_batch_seen,
-            "step": step,
-            "weights": name,
-        }
-        checkpoints.atomic_write_text(self._training_metadata_path, json.dumps(metadata))
-        for entry in os.listdir(self.backup_dir):
-            if entry.startswith("backup-") and entry != name:
-                os.remove(os.path.join(self.backup_dir, entry))
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends ``fit`` once the optimizer reached ``total_steps``, mid-epoch if need be.
+
+    A run resumed from a state that is not at an epoch boundary would otherwise train
+    past its requested total by up to one epoch.
+
+    Args:
+      total_steps: the run's length in optimizer steps.
+    """
+
+    def __init__(self, total_steps):
+        super().__init__()
+        self.total_steps = int(total_steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.total_steps:
+            self.model.stop_training = True

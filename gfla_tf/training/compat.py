@@ -16,9 +16,54 @@ train step all-reduces its logged losses inside the replica context). The output
 taken from the first local replica: no cross-worker collective is needed outside the step,
 which is also what TPUStrategy does. The shim only changes behaviour for those models;
 ``keras.Model`` itself is not patched.
+
+These two are the only private Keras methods gfla-tf overrides, and this is the only module
+that does. :data:`OVERRIDES` names each with the Keras signature it was written against and
+the Keras call it replaces; :func:`check_keras` (run by the tests) fails loudly when a Keras
+release renames, re-signs or stops calling one, instead of the override silently no longer
+being used.
 """
 
+import inspect
+
 import tensorflow as tf
+
+# Private Keras method -> (the parameters it has in Keras 3.15, a call Keras makes to it that
+# must still be in the source of the given TensorFlowTrainer method).
+OVERRIDES = {
+    "_maybe_symbolic_build": (
+        ("self", "iterator", "data_batch"),
+        ("fit", "self._maybe_symbolic_build(iterator=epoch_iterator)"),
+    ),
+    "_make_function": (
+        ("self", "step_function"),
+        ("make_train_function", "self._make_function(self.train_step)"),
+    ),
+}
+
+
+def check_keras():
+    """Raises ``RuntimeError`` unless Keras still defines and calls every override as written.
+
+    Raises:
+      RuntimeError: naming the method and what changed.
+    """
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    for name, (parameters, (caller, call)) in OVERRIDES.items():
+        method = getattr(TensorFlowTrainer, name, None)
+        if method is None:
+            raise RuntimeError(f"Keras no longer has TensorFlowTrainer.{name}: update compat.py")
+        found = tuple(inspect.signature(method).parameters)
+        if found != parameters:
+            raise RuntimeError(
+                f"Keras' TensorFlowTrainer.{name}{found} changed from {parameters}: update "
+                "compat.py"
+            )
+        if call not in inspect.getsource(getattr(TensorFlowTrainer, caller)):
+            raise RuntimeError(
+                f"Keras' TensorFlowTrainer.{caller} no longer calls {call!r}: update compat.py"
+            )
 
 
 def first_local_value(values, strategy):

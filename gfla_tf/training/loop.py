@@ -5,15 +5,18 @@ data pipeline, models and trainer inside the strategy scope, restores state, att
 the callbacks (backup/restore, checkpoints, TensorBoard, NaN guard) and calls ``fit``.
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
+import signal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from gfla_tf import io
 from gfla_tf.training import callbacks as callbacks_lib
 from gfla_tf.training import checkpoints
 from gfla_tf.training import strategy as strategy_lib
@@ -36,6 +39,7 @@ class TrainResult:
       strategy: the strategy used.
       restored_epoch: epoch the run resumed at (0 for a fresh run).
       is_chief: whether this process wrote the outputs.
+      resumed: the state the run resumed from, None for a fresh start.
     """
 
     trainer: GFLATrainer
@@ -44,10 +48,71 @@ class TrainResult:
     strategy: object
     restored_epoch: int
     is_chief: bool
+    resumed: checkpoints.ResumeState | None = None
 
     @property
     def generator(self):
         return self.trainer.generator
+
+    @property
+    def step(self):
+        """The optimizer step the run ended at."""
+        return int(self.trainer.optimizer.iterations.numpy())
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT (Ctrl-C) after saving its state.
+
+    Attributes:
+      step: the optimizer step at which it stopped.
+    """
+
+    def __init__(self, step):
+        super().__init__(
+            f"interrupted at step {step}; the state is saved and the same command resumes "
+            "from there"
+        )
+        self.step = step
+
+
+@contextlib.contextmanager
+def _grappler_options(**options):
+    """Sets TF graph-optimizer options for the functions traced inside the block."""
+    previous = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options(options)
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options(
+            {key: previous.get(key, True) for key in options}
+        )
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(trainer):
+    """Turns the first SIGINT into a clean stop after the current step.
+
+    Yields a list that holds True once SIGINT arrived. A second SIGINT interrupts at once
+    (KeyboardInterrupt). Outside the main thread signals cannot be handled: no-op there.
+    """
+    received = []
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(True)
+        trainer.stop_training = True
+        logger.warning("SIGINT: stopping after the current step (press Ctrl-C again to abort)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def make_optimizer(learning_rate, config_train, precision):
@@ -56,7 +121,7 @@ def make_optimizer(learning_rate, config_train, precision):
     With ``config_train.lr_decay_fraction`` > 0 the rate stays at ``learning_rate`` and
     then decays linearly to zero over that fraction of ``config_train.steps``.
     """
-    decay = float(config_train.get("lr_decay_fraction", 0.0))
+    decay = float(config_train.lr_decay_fraction)
     if decay:
         learning_rate = LinearDecayTail(learning_rate, int(config_train.steps), decay)
     optimizer = keras.optimizers.Adam(
@@ -67,15 +132,15 @@ def make_optimizer(learning_rate, config_train, precision):
     return optimizer
 
 
-def _default_dataset_fn(config, workdir, chief):
+def _default_dataset_fn(config, workdir):
+    # ``config`` is train()'s own copy: setting the data root here changes no caller's.
     from gfla_tf import data
 
     data_config = config.data
     if data_config.kind == "synthetic" and not data_config.root:
         root = os.path.join(workdir, "data", "synthetic")
         data.synthetic.generate_from_config(data_config, root, config.seed, replace_synthetic=True)
-        with data_config.unlocked():
-            data_config.root = root
+        data_config.root = root
     image_size = (config.model.image_height, config.model.image_width)
 
     def dataset_fn(input_context, global_batch_size):
@@ -132,7 +197,7 @@ def build_trainer(config, strategy=None, impl=None):
         vgg,
         stage=stage,
         global_batch_size=int(config.train.batch_size),
-        correctness_chunk=int(config.loss.get("correctness_chunk", 1024)),
+        correctness_chunk=int(config.loss.correctness_chunk),
     )
     g_optimizer = make_optimizer(config.train.g_learning_rate, config.train, precision)
     d_optimizer = (
@@ -144,7 +209,7 @@ def build_trainer(config, strategy=None, impl=None):
         g_optimizer=g_optimizer,
         d_optimizer=d_optimizer,
         loss_weights=loss_weights(config),
-        jit_compile=bool(config.train.get("jit_compile", False)),
+        jit_compile=bool(config.train.jit_compile),
     )
     trainer.build_all(
         (config.model.image_height, config.model.image_width), config.model.num_keypoints
@@ -160,11 +225,13 @@ def _numpy_batch(dataset):
 def train(config, workdir, strategy="auto", verbose="auto", dataset_fn=None, extra_callbacks=()):
     """Trains stage ``config.train.stage`` of GFLA into ``workdir``.
 
-    Re-running the same call after an interruption resumes from the last completed epoch
-    (``BackupAndRestore`` under ``workdir/backup``).
+    Re-running the same call after an interruption resumes from the newest intact state
+    in ``workdir`` (end-of-epoch backup or periodic checkpoint, see
+    ``checkpoints.restore_latest``) and trains only up to ``config.train.steps``.
+    Temporaries left by a killed writer are removed first.
 
     Args:
-      config: full ``ml_collections.ConfigDict`` (see configs/base.py).
+      config: full ``ml_collections.ConfigDict`` (see configs/base.py); not modified.
       workdir: run directory: config, checkpoints, backup, TensorBoard logs, generator.
       strategy: a ``tf.distribute.Strategy`` or a name for ``build_strategy``.
       verbose: Keras ``fit`` verbosity ("auto" shows a progress bar).
@@ -180,7 +247,12 @@ def train(config, workdir, strategy="auto", verbose="auto", dataset_fn=None, ext
     Raises:
       ValueError: inconsistent configuration (precision, batch vs replicas, stage).
       gfla_tf.training.callbacks.NonFiniteLossError: a loss became NaN or Inf.
+      TrainingInterrupted: SIGINT arrived; the state at that step was saved first.
+      RuntimeError: saved states exist but none of them loads.
+      OSError: writing failed (full disk, read-only workdir); nothing half-written is left.
     """
+    config = config.copy_and_resolve_references()
+    config.lock()
     precision = config.train.mixed_precision
     if precision not in PRECISIONS:
         raise ValueError(
@@ -198,9 +270,22 @@ def train(config, workdir, strategy="auto", verbose="auto", dataset_fn=None, ext
         )
     stage = int(config.train.stage)
     weights = loss_weights(config)
+    total_steps = int(config.train.steps)
+    if total_steps < 1 or int(config.train.steps_per_epoch) < 1:
+        raise ValueError(
+            "config.train.steps and config.train.steps_per_epoch must be >= 1, got "
+            f"{total_steps} and {config.train.steps_per_epoch}"
+        )
+    steps_per_epoch = int(min(config.train.steps_per_epoch, total_steps))
     os.makedirs(workdir, exist_ok=True)
+    backup_dir = os.path.join(workdir, "backup")
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    if chief:
+        # Only the chief writes, so only it may remove what a killed writer left.
+        for directory in (workdir, backup_dir, checkpoint_dir):
+            io.remove_stale_temporaries(directory)
     if dataset_fn is None:
-        dataset_fn = _default_dataset_fn(config, workdir, chief)
+        dataset_fn = _default_dataset_fn(config, workdir)
     if chief:
         checkpoints.save_config(config, workdir)
 
@@ -218,17 +303,26 @@ def train(config, workdir, strategy="auto", verbose="auto", dataset_fn=None, ext
 
         with strategy.scope():
             trainer = build_trainer(config, strategy)
-            if config.train.resume_from:
-                checkpoints.restore_trainer(trainer, config.train.resume_from)
-            elif stage == 2 and config.train.stage1_checkpoint:
+            if stage == 2 and config.train.stage1_checkpoint:
                 checkpoints.load_flow_estimator(
                     trainer.generator, config.train.stage1_checkpoint, config.model
                 )
-            elif stage == 2:
+            resumed = checkpoints.restore_latest(trainer, workdir, config.train.resume_from)
+            if stage == 2 and not resumed and not config.train.stage1_checkpoint:
                 logger.warning(
                     "stage 2 without config.train.stage1_checkpoint: the flow estimator "
                     "starts from scratch"
                 )
+        step = resumed.step if resumed else 0
+        initial_epoch = step // steps_per_epoch
+        if resumed:
+            logger.info(
+                "resuming at epoch %d (step %d) from the %s %s",
+                initial_epoch,
+                step,
+                resumed.kind,
+                resumed.path,
+            )
         logger.info(
             "stage %d, global batch %d (%d per replica), loss weights %s",
             stage,
@@ -236,17 +330,19 @@ def train(config, workdir, strategy="auto", verbose="auto", dataset_fn=None, ext
             per_replica,
             weights,
         )
-        backup = callbacks_lib.AtomicBackupAndRestore(
-            os.path.join(workdir, "backup"), save_freq="epoch", enabled=chief
-        )
         callbacks = [
             callbacks_lib.TerminateOnNonFiniteLoss(),
-            backup,
+            callbacks_lib.StopAtStep(total_steps),
             callbacks_lib.PeriodicCheckpoint(
-                os.path.join(workdir, "checkpoints"),
+                checkpoint_dir,
                 every=config.train.checkpoint_every,
                 keep=config.train.keep_checkpoints,
                 enabled=chief,
+            ),
+            callbacks_lib.EpochBackup(
+                backup_dir,
+                enabled=chief,
+                keep_paths=resumed.unreadable if resumed else (),
             ),
             callbacks_lib.TrainingLogger(
                 os.path.join(workdir, "tensorboard"),
@@ -258,20 +354,36 @@ def train(config, workdir, strategy="auto", verbose="auto", dataset_fn=None, ext
             ),
             *extra_callbacks,
         ]
-        steps_per_epoch = int(min(config.train.steps_per_epoch, config.train.steps))
-        epochs = max(1, math.ceil(int(config.train.steps) / steps_per_epoch))
-        history = trainer.fit(
-            dataset,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+        epochs = max(1, math.ceil(total_steps / steps_per_epoch))
+        if step >= total_steps:
+            logger.info("already trained to step %d of %d: nothing to do", step, total_steps)
+            history = keras.callbacks.History()
+            history.history = {}
+        else:
+            # Grappler's remapper fails on the stage-1 step graph ("remapper failed:
+            # INVALID_ARGUMENT: Mutation::Apply error: fanout ... exist for missing node",
+            # at the gradient of an instance norm) and then leaves that graph as it was:
+            # switching it off for stage 1 costs nothing and drops the error line.
+            options = {"remapping": False} if stage == 1 else {}
+            with _stop_on_sigint(trainer) as interrupted, _grappler_options(**options):
+                # shuffle=False: the dataset shuffles itself (Keras warns that it ignores
+                # shuffle=True for a tf.data.Dataset).
+                history = trainer.fit(
+                    dataset,
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                    steps_per_epoch=steps_per_epoch,
+                    callbacks=callbacks,
+                    verbose=verbose,
+                    shuffle=False,
+                )
+            if interrupted:
+                raise TrainingInterrupted(int(trainer.optimizer.iterations.numpy()))
         if chief:
             save_generator(trainer.generator, workdir)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    return TrainResult(trainer, history, workdir, strategy, backup.restored_epoch, chief)
+    return TrainResult(trainer, history, workdir, strategy, initial_epoch, chief, resumed)
 
 
 def save_generator(generator, workdir):
@@ -284,18 +396,16 @@ def save_generator(generator, workdir):
     Returns:
       Path of ``generator.keras`` when written, else of ``generator.weights.h5``.
     """
-    weights = os.path.join(workdir, checkpoints.GENERATOR_WEIGHTS)
-    tmp = os.path.join(workdir, ".tmp-" + checkpoints.GENERATOR_WEIGHTS)
-    generator.save_weights(tmp)
-    os.replace(tmp, weights)
+    weights = checkpoints.save_weights(
+        generator, os.path.join(workdir, checkpoints.GENERATOR_WEIGHTS)
+    )
     path = os.path.join(workdir, "generator.keras")
-    tmp = os.path.join(workdir, ".tmp-generator.keras")
     try:
-        generator.save(tmp)
-        os.replace(tmp, path)
+        with io.atomic_path(path) as tmp:
+            generator.save(tmp)
+    except OSError:
+        raise
     except Exception as err:  # the export path still has the weights file
         logger.warning("could not save generator.keras (%s); weights are in %s", err, weights)
-        if os.path.exists(tmp):
-            os.remove(tmp)
         return weights
     return path

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from gfla_tf import losses
 from gfla_tf.losses import pixel as pixel_losses
+from gfla_tf.models.common import INPUT_KEYS
 from gfla_tf.training import compat
 
 STAGE1_LOSSES = (
@@ -41,7 +42,6 @@ STAGE2_LOSSES = (
     "person_l1",
     "mask_visibility",
 )
-INPUT_KEYS = ("source_image", "source_pose", "target_pose")
 VGG_LOSSES = ("correctness", "content", "style")
 
 

@@ -1,4 +1,4 @@
-"""In-process stand-ins for TensorFlow Serving, for testing clients without the server.
+"""An in-process stand-in for TensorFlow Serving, for testing the clients without it.
 
 ``ServingStack(saved_model_dir)`` runs an exported SavedModel (``tf.saved_model.load``)
 behind the two TF Serving front ends on loopback ports chosen by the OS:
@@ -13,12 +13,19 @@ Faults can be injected to test clients: ``fail_first`` answers the first N reque
 UNAVAILABLE (HTTP 503), ``delay`` sleeps before each answer. Only loopback addresses are
 accepted. This is a test fixture, not a server to deploy: use TF Serving for that.
 
+Like TF Serving, every request gets an answer: a malformed one (bad JSON, a wrong type
+anywhere, deep nesting, a bad ``Content-Length``, a malformed TensorProto) gets HTTP 400 /
+INVALID_ARGUMENT naming the problem, and an unexpected failure HTTP 500 / INTERNAL; the
+connection is never just closed.
+
 Example:
 
     with ServingStack(export_dir, model_name="gfla") as stack:
         client = RestClient(stack.rest_url, model_name="gfla")
         client.predict(image, source_keypoints, target_keypoints)
 """
+
+from __future__ import annotations
 
 import http.server
 import json
@@ -28,12 +35,14 @@ import re
 import threading
 import time
 from concurrent import futures
+from typing import Any
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from gfla_tf.export.saved_model import resolve_saved_model_dir
 from gfla_tf.serving.client import ServingError
 
 _log = logging.getLogger(__name__)
@@ -45,12 +54,17 @@ _HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
     "NOT_FOUND": 404,
     "FAILED_PRECONDITION": 400,
+    "RESOURCE_EXHAUSTED": 429,
     "UNAVAILABLE": 503,
     "INTERNAL": 500,
 }
+# Largest request body accepted (TF Serving's default gRPC limit is of this order too).
+MAX_BODY_BYTES = 256 * 1024 * 1024
+# Seconds a connection may stall mid-request (e.g. a Content-Length larger than the body).
+READ_TIMEOUT_S = 5.0
 
 
-def _server_message(err):
+def _server_message(err: tf.errors.OpError) -> str:
     """The error text TF Serving would send: the op's message without Python's preamble."""
     message = err.message
     marker = "<stack traces unavailable>"
@@ -59,7 +73,7 @@ def _server_message(err):
     return message.strip()
 
 
-def _code_name(code):
+def _code_name(code: int) -> str:
     """Canonical name of a TF error code (TF and gRPC share the numbering)."""
     for status in grpc.StatusCode:
         if status.value[0] == code:
@@ -67,7 +81,7 @@ def _code_name(code):
     return "UNKNOWN"
 
 
-def _check_loopback(host):
+def _check_loopback(host: str) -> None:
     if host not in LOOPBACK:
         raise ValueError(f"host must be a loopback address {LOOPBACK}, got {host!r}")
 
@@ -82,9 +96,9 @@ class SavedModelBackend:
       delay: seconds to sleep before running each request.
     """
 
-    def __init__(self, saved_model_dir, fail_first=0, delay=0.0):
-        from gfla_tf.export.saved_model import resolve_saved_model_dir
-
+    def __init__(
+        self, saved_model_dir: str | os.PathLike, fail_first: int = 0, delay: float = 0.0
+    ) -> None:
         directory = resolve_saved_model_dir(os.fspath(saved_model_dir))
         name = os.path.basename(os.path.normpath(directory))
         self.version = int(name) if name.isdigit() else 1
@@ -96,11 +110,16 @@ class SavedModelBackend:
         self.requests = 0
         self._lock = threading.Lock()
 
-    def input_specs(self, signature_name):
+    def input_specs(self, signature_name: Any) -> dict[str, tf.TensorSpec]:
         """Returns {input name: tf.TensorSpec} of a signature."""
         return dict(self._signature(signature_name).structured_input_signature[1])
 
-    def _signature(self, signature_name):
+    def _signature(self, signature_name: Any) -> Any:
+        if not isinstance(signature_name, str):
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"signature_name must be a string, got {type(signature_name).__name__}",
+            )
         if signature_name not in self.signatures:
             raise ServingError(
                 "INVALID_ARGUMENT",
@@ -108,7 +127,7 @@ class SavedModelBackend:
             )
         return self.signatures[signature_name]
 
-    def check_model(self, name, version, model_name):
+    def check_model(self, name: str, version: Any, model_name: str) -> None:
         """Raises NOT_FOUND unless the request names the served model and version."""
         if name != model_name:
             raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
@@ -117,7 +136,7 @@ class SavedModelBackend:
                 "NOT_FOUND", f"Servable not found for request: Specific({name}, {version})"
             )
 
-    def admit(self):
+    def admit(self) -> None:
         """Counts a request; raises UNAVAILABLE for the first ``fail_first`` of them."""
         with self._lock:
             self.requests += 1
@@ -127,7 +146,7 @@ class SavedModelBackend:
         if count <= self.fail_first:
             raise ServingError("UNAVAILABLE", f"injected failure {count}/{self.fail_first}")
 
-    def run(self, signature_name, inputs):
+    def run(self, signature_name: Any, inputs: Any) -> dict[str, np.ndarray]:
         """Runs a signature on numpy inputs; errors become ServingError with a code.
 
         Args:
@@ -139,6 +158,8 @@ class SavedModelBackend:
         """
         fn = self._signature(signature_name)
         specs = self.input_specs(signature_name)
+        if not isinstance(inputs, dict):
+            raise ServingError("INVALID_ARGUMENT", "inputs must map input names to tensors")
         missing = sorted(set(specs) - set(inputs))
         extra = sorted(set(inputs) - set(specs))
         if missing or extra:
@@ -165,11 +186,11 @@ class SavedModelBackend:
         return {name: value.numpy() for name, value in outputs.items()}
 
 
-def _json_to_array(value, spec, name):
+def _json_to_array(value: Any, spec: tf.TensorSpec, name: str) -> np.ndarray:
     """Converts a JSON value to the signature dtype, rejecting lossy conversions."""
     try:
         array = np.asarray(value)
-    except ValueError as err:  # ragged lists
+    except (ValueError, TypeError, RecursionError) as err:  # ragged or absurdly deep lists
         raise ServingError(
             "INVALID_ARGUMENT", f"{name}: ragged or malformed list ({err})"
         ) from None
@@ -193,22 +214,27 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     """Speaks the subset of TF Serving's REST API the clients use."""
 
     protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT_S  # socket timeout: a stalled body cannot hold a thread forever
 
-    def log_message(self, fmt, *args):  # route the access log to logging, not stderr
+    def log_message(
+        self, fmt: str, *args: Any
+    ) -> None:  # route the access log to logging, not stderr
         _log.debug("rest: " + fmt, *args)
 
-    def _reply(self, status, payload):
+    def _reply(self, status: int, payload: dict) -> None:
         body = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
-    def _error(self, err):
+    def _error(self, err: ServingError) -> None:
         self._reply(_HTTP_STATUS.get(err.code, 500), {"error": err.message})
 
-    def do_GET(self):  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
         server = self.server
         match = _STATUS_PATH.match(self.path)
         try:
@@ -228,58 +254,92 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             },
         )
 
-    def do_POST(self):  # noqa: N802 (http.server API)
-        server = self.server
-        length = int(self.headers.get("Content-Length", 0))
-        raw = self.rfile.read(length)
+    def _read_body(self) -> bytes:
+        """Reads the request body, or raises ServingError for a bad Content-Length."""
+        header = self.headers.get("Content-Length")
+        if header is None:
+            raise ServingError("INVALID_ARGUMENT", "POST without a Content-Length header")
         try:
-            match = _PREDICT_PATH.match(self.path)
-            if not match:
-                raise ServingError("NOT_FOUND", f"malformed request: POST {self.path}")
-            server.backend.check_model(match.group(1), match.group(2), server.model_name)
-            server.backend.admit()
-            try:
-                body = json.loads(raw.decode("utf-8"))
-            except ValueError as err:
-                raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {err}") from None
-            if not isinstance(body, dict):
-                raise ServingError("INVALID_ARGUMENT", "request body must be a JSON object")
-            signature = body.get("signature_name", "serving_default")
-            specs = server.backend.input_specs(signature)
-            if ("inputs" in body) == ("instances" in body):
-                raise ServingError(
-                    "INVALID_ARGUMENT", "request must have exactly one of 'instances' or 'inputs'"
-                )
-            rows = "instances" in body
-            if rows:
-                instances = body["instances"]
-                if not isinstance(instances, list) or not all(
-                    isinstance(row, dict) for row in instances
-                ):
-                    raise ServingError(
-                        "INVALID_ARGUMENT", "'instances' must be a list of objects of named inputs"
-                    )
-                values = {
-                    name: [row.get(name) for row in instances]
-                    for name in (instances[0] if instances else {})
-                }
-            else:
-                values = body["inputs"]
-                if not isinstance(values, dict):
-                    raise ServingError(
-                        "INVALID_ARGUMENT", "'inputs' must map input names to values"
-                    )
-            arrays = {}
-            for name, value in values.items():
-                if name not in specs:
-                    raise ServingError(
-                        "INVALID_ARGUMENT", f"unknown input {name!r}; expected {sorted(specs)}"
-                    )
-                arrays[name] = _json_to_array(value, specs[name], name)
-            outputs = server.backend.run(signature, arrays)
+            length = int(header)
+        except ValueError:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"Content-Length must be an integer, got {header!r}"
+            ) from None
+        if length < 0:
+            raise ServingError("INVALID_ARGUMENT", f"Content-Length must be >= 0, got {length}")
+        if length > MAX_BODY_BYTES:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"request body of {length} bytes exceeds {MAX_BODY_BYTES}"
+            )
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            raw = b""
+        if len(raw) != length:
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"request body ended after {len(raw)} of the {length} bytes Content-Length "
+                "announced",
+            )
+        return raw
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        try:
+            self._post()
         except ServingError as err:
+            self.close_connection = True  # the body may be unread: never reuse the stream
             self._error(err)
-            return
+        except Exception as err:  # a fake server must answer, never drop the connection
+            _log.exception("rest: unexpected error")
+            self.close_connection = True
+            self._error(ServingError("INTERNAL", f"{type(err).__name__}: {err}"))
+
+    def _post(self) -> None:
+        server = self.server
+        match = _PREDICT_PATH.match(self.path)
+        if not match:
+            raise ServingError("NOT_FOUND", f"malformed request: POST {self.path}")
+        raw = self._read_body()
+        server.backend.check_model(match.group(1), match.group(2), server.model_name)
+        server.backend.admit()
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+            raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {reason}") from None
+        if not isinstance(body, dict):
+            raise ServingError("INVALID_ARGUMENT", "request body must be a JSON object")
+        signature = body.get("signature_name", "serving_default")
+        specs = server.backend.input_specs(signature)
+        if ("inputs" in body) == ("instances" in body):
+            raise ServingError(
+                "INVALID_ARGUMENT", "request must have exactly one of 'instances' or 'inputs'"
+            )
+        rows = "instances" in body
+        if rows:
+            instances = body["instances"]
+            if not isinstance(instances, list) or not all(
+                isinstance(row, dict) for row in instances
+            ):
+                raise ServingError(
+                    "INVALID_ARGUMENT", "'instances' must be a list of objects of named inputs"
+                )
+            values = {
+                name: [row.get(name) for row in instances]
+                for name in (instances[0] if instances else {})
+            }
+        else:
+            values = body["inputs"]
+            if not isinstance(values, dict):
+                raise ServingError("INVALID_ARGUMENT", "'inputs' must map input names to values")
+        arrays = {}
+        for name, value in values.items():
+            if name not in specs:
+                raise ServingError(
+                    "INVALID_ARGUMENT", f"unknown input {name!r}; expected {sorted(specs)}"
+                )
+            arrays[name] = _json_to_array(value, specs[name], name)
+        outputs = server.backend.run(signature, arrays)
         if rows:
             batch = next(iter(outputs.values())).shape[0]
             payload = {
@@ -296,30 +356,50 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 class _RestServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, backend, model_name):
+    def __init__(
+        self, address: tuple[str, int], backend: SavedModelBackend, model_name: str
+    ) -> None:
         self.backend = backend
         self.model_name = model_name
         super().__init__(address, _RestHandler)
 
 
+def _proto_to_array(proto: Any, name: str) -> np.ndarray:
+    """Decodes a request TensorProto; a malformed one is INVALID_ARGUMENT naming the input."""
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims) or int(np.prod(dims, dtype=np.float64)) > MAX_BODY_BYTES:
+        # make_ndarray would pad a short value list up to the shape: refuse absurd shapes.
+        raise ServingError("INVALID_ARGUMENT", f"input {name!r}: invalid tensor shape {dims}")
+    try:
+        return tf.make_ndarray(proto)
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        raise ServingError(
+            "INVALID_ARGUMENT", f"input {name!r}: malformed TensorProto ({err})"
+        ) from None
+
+
 class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """PredictionService.Predict over a SavedModelBackend."""
 
-    def __init__(self, backend, model_name):
+    def __init__(self, backend: SavedModelBackend, model_name: str) -> None:
         self.backend = backend
         self.model_name = model_name
 
-    def Predict(self, request, context):  # noqa: N802 (gRPC API)
+    def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC API)
         try:
             spec = request.model_spec
             version = spec.version.value if spec.HasField("version") else None
             self.backend.check_model(spec.name, version, self.model_name)
             self.backend.admit()
             signature = spec.signature_name or "serving_default"
-            inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+            inputs = {name: _proto_to_array(proto, name) for name, proto in request.inputs.items()}
             outputs = self.backend.run(signature, inputs)
         except ServingError as err:
             context.abort(getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN), err.message)
+            return None
+        except Exception as err:  # answer INTERNAL rather than gRPC's bare UNKNOWN
+            _log.exception("grpc: unexpected error")
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
             return None
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.model_name
@@ -351,15 +431,15 @@ class ServingStack:
 
     def __init__(
         self,
-        saved_model_dir,
-        model_name="gfla",
-        host="127.0.0.1",
-        rest_port=0,
-        grpc_port=0,
-        fail_first=0,
-        delay=0.0,
-        max_workers=16,
-    ):
+        saved_model_dir: str | os.PathLike,
+        model_name: str = "gfla",
+        host: str = "127.0.0.1",
+        rest_port: int = 0,
+        grpc_port: int = 0,
+        fail_first: int = 0,
+        delay: float = 0.0,
+        max_workers: int = 16,
+    ) -> None:
         _check_loopback(host)
         self.host = host
         self.model_name = model_name
@@ -373,7 +453,7 @@ class ServingStack:
         self.rest_url = None
         self.grpc_target = None
 
-    def start(self):
+    def start(self) -> ServingStack:
         """Starts both servers; returns self."""
         self._rest = _RestServer((self.host, self._rest_port), self.backend, self.model_name)
         self._thread = threading.Thread(
@@ -393,7 +473,7 @@ class ServingStack:
         self.grpc_target = f"{self.host}:{port}"
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         """Stops both servers."""
         if self._rest is not None:
             self._rest.shutdown()
@@ -403,8 +483,8 @@ class ServingStack:
             self._grpc.stop(grace=None)
             self._grpc = None
 
-    def __enter__(self):
+    def __enter__(self) -> ServingStack:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -80,14 +80,24 @@ def get_base_config():
     config.data.synthetic_test_pairs = 64
     config.data.synthetic_size = 64
     config.data.synthetic_seed = 0
+    # Extra training pairs whose target is the source itself (zero flow).
+    config.data.synthetic_identity_pairs = 0
 
     # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
     config.loss = ml_collections.ConfigDict()
     # flow_supervision: masked end-point error of the flows against ground-truth flow; only
     # the synthetic dataset has one (the quickstart's replacement for the VGG-based
-    # correctness loss). The paper's recipe has it off.
+    # correctness loss). warp_correctness, person_l1 and mask_visibility
+    # (gfla_tf.losses.pixel) need the synthetic ground truth too. The paper's recipe has
+    # them all off.
     config.loss.stage1 = ml_collections.ConfigDict(
-        dict(correctness=20.0, regularization=0.01, flow_supervision=0.0)
+        dict(
+            correctness=20.0,
+            regularization=0.01,
+            flow_supervision=0.0,
+            warp_correctness=0.0,
+            mask_visibility=0.0,
+        )
     )
     config.loss.stage2 = ml_collections.ConfigDict(
         dict(
@@ -98,6 +108,9 @@ def get_base_config():
             content=0.5,
             style=500.0,
             flow_supervision=0.0,
+            warp_correctness=0.0,
+            person_l1=0.0,
+            mask_visibility=0.0,
         )
     )
     # VGG19 of the correctness, content and style losses (gfla_tf.losses.build_vgg_extractor):

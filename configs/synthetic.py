@@ -1,7 +1,7 @@
 """The built-in synthetic person dataset: the quickstart's configuration.
 
 A small GFLA on 64x64 procedurally rendered people, sized to train both stages on a
-2-core CPU in about 5 minutes (attention at 1/4 and 1/2 with k=3; the "test" variant keeps
+2-core CPU in about 10 minutes (attention at 1/4 and 1/2 with k=3; the "test" variant keeps
 the DeepFashion layout, 1/8 with k=3 and 1/4 with k=5).
 """
 
@@ -30,16 +30,21 @@ def get_config(variant=None):
         # Normalising the raw image removes its colour, which the renderer then has to
         # re-learn: more than this CPU budget allows.
         config.model.normalize_source_image = False
-    # Training budget of `gfla quickstart` (per stage), sized for about 5 minutes in total
+    # Training budget of `gfla quickstart` (per stage), sized for about 10 minutes in total
     # on an otherwise idle 2-core CPU. The quickstart runs offline, without pretrained
     # VGG19 weights, so the VGG-based losses (correctness, content, style) are off and the
-    # synthetic data's ground-truth flow supervises F instead (masked end-point error).
-    # Learning rates are raised and decay to 0 over the second half of each stage; the
-    # adversarial term is scaled down.
+    # synthetic data's ground truth supervises instead: the flow (masked end-point error
+    # and the pixel-space sampling correctness of gfla_tf.losses.pixel), the occlusion
+    # masks (-> 1 where the source shows the target) and an L1 term on the person's
+    # pixels, so that the person, not the easy static background, drives the renderer.
+    # 100 identity pairs (target = source) teach it to reproduce its input. Learning
+    # rates are raised and decay to 0 over the second half of each stage; the adversarial
+    # term is scaled down. See benchmarks/RESULTS.md (quickstart quality).
     # DeepFashion/Market keep the paper's losses and constant rates.
     config.data.synthetic_pairs = 1000
+    config.data.synthetic_identity_pairs = 100
     config.train.quickstart_stage1_steps = 1000
-    config.train.quickstart_stage2_steps = 1600
+    config.train.quickstart_stage2_steps = 3000
     config.train.quickstart_stage1_learning_rate = 2e-4
     config.train.steps_per_epoch = 50
     config.train.log_every = 10
@@ -48,14 +53,20 @@ def get_config(variant=None):
     config.train.lr_decay_fraction = 0.5
     config.loss.stage1.correctness = 0.0
     config.loss.stage1.flow_supervision = 5.0
+    config.loss.stage1.warp_correctness = 5.0
+    config.loss.stage1.mask_visibility = 2.0
     config.loss.stage2.correctness = 0.0
     config.loss.stage2.flow_supervision = 5.0
+    config.loss.stage2.warp_correctness = 5.0
+    config.loss.stage2.mask_visibility = 2.0
+    config.loss.stage2.person_l1 = 5.0
     config.loss.stage2.adversarial = 0.1
     config.loss.stage2.content = 0.0
     config.loss.stage2.style = 0.0
     if variant == "test":
         config.data.synthetic_pairs = 16
         config.data.synthetic_test_pairs = 4
+        config.data.synthetic_identity_pairs = 2
         config.train.quickstart_stage1_steps = 2
         config.train.quickstart_stage2_steps = 2
         config.train.steps_per_epoch = 2

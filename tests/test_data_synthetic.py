@@ -69,6 +69,38 @@ def test_render_pair_flow_is_exact_for_part_coordinates():
     assert np.all(flow[ids[1] == 0] == 0)  # static background
 
 
+def test_person_masks_match_part_ids(synth_root):
+    """masks/<split>/<image>: 8-bit PNG, 0 = background, else the part id of the render."""
+    manifest = synthetic.read_manifest(synth_root)
+    assert manifest["version"] == synthetic.FORMAT_VERSION >= 3
+    for split in ("train", "test"):
+        names = sorted(os.listdir(os.path.join(synth_root, split)))
+        assert sorted(os.listdir(os.path.join(synth_root, "masks", split))) == names
+    with Image.open(synthetic.mask_path(synth_root, "train", "train_000001_0.png")) as mask:
+        assert mask.mode == "L" and mask.size == (64, 64)
+        ids = np.asarray(mask)
+    sample = synthetic.render_pair([3, 0, 1], 64)
+    np.testing.assert_array_equal(ids, sample["part_ids"][0])
+    person = synthetic.read_mask(synth_root, "train", "train_000001_0.png")
+    assert 0.05 < person.mean() < 0.5
+    # The background is static: the person mask is where the ground-truth flow is non-zero.
+    (_, _), flow, _ = _load(synth_root, "train", "train_000001_1.png", "train_000001_0.png")
+    moving = np.abs(flow).max(axis=-1) > 0
+    assert not moving[~person].any()
+
+
+def test_identity_pairs(tmp_path):
+    root = synthetic.generate_dataset(
+        tmp_path / "ds", 4, num_test_pairs=2, size=32, identity_pairs=2
+    )
+    assert synthetic.read_manifest(root)["identity_pairs"] == 2
+    pairs = data.scan_dataset(root, "synthetic", "train").pairs
+    assert len(pairs) == 6 and pairs[4][0] == pairs[4][1] and pairs[5][0] == pairs[5][1]
+    flow, visibility = data.read_flow(synthetic.flow_path(root, "train", *pairs[4]))
+    assert not flow.any() and visibility.all()
+    assert len(data.scan_dataset(root, "synthetic", "test").pairs) == 2  # train split only
+
+
 def test_deterministic_for_a_seed(tmp_path):
     a = synthetic.generate_dataset(tmp_path / "a", 3, num_test_pairs=1, size=32, seed=9)
     b = synthetic.generate_dataset(tmp_path / "b", 3, num_test_pairs=1, size=32, seed=9)

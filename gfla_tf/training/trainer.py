@@ -19,10 +19,17 @@ import keras
 import tensorflow as tf
 
 from gfla_tf import losses
+from gfla_tf.losses import pixel as pixel_losses
 from gfla_tf.models.common import INPUT_KEYS
 from gfla_tf.training import compat
 
-STAGE1_LOSSES = ("correctness", "regularization", "flow_supervision")
+STAGE1_LOSSES = (
+    "correctness",
+    "regularization",
+    "flow_supervision",
+    "warp_correctness",
+    "mask_visibility",
+)
 STAGE2_LOSSES = (
     "l1",
     "correctness",
@@ -31,6 +38,9 @@ STAGE2_LOSSES = (
     "content",
     "style",
     "flow_supervision",
+    "warp_correctness",
+    "person_l1",
+    "mask_visibility",
 )
 VGG_LOSSES = ("correctness", "content", "style")
 
@@ -237,6 +247,19 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             terms["regularization"] = self._average(per_example)
         if self._weight("flow_supervision"):
             terms["flow_supervision"] = self._average(self._flow_supervision(data, flows))
+        if self._weight("warp_correctness"):
+            # Pixel-space sampling correctness (synthetic data: needs ground-truth flow).
+            per_example = 0.0
+            for flow, scale in zip(flows, self.attention_scales):
+                per_example += pixel_losses.warp_correctness_loss(
+                    data["source_image"],
+                    data["target_image"],
+                    flow,
+                    data["flow"],
+                    data["visibility"],
+                    scale,
+                )
+            terms["warp_correctness"] = self._average(per_example)
         return terms
 
     def _flow_supervision(self, data, flows):
@@ -257,6 +280,15 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
                 tf.reduce_sum(visible, axis=[1, 2, 3]) + 1.0
             )
         return per_example
+
+    def _mask_losses(self, data, masks):
+        """The occlusion masks' visibility term (synthetic data: needs ground truth)."""
+        if not self._weight("mask_visibility"):
+            return {}
+        per_example = 0.0
+        for mask, scale in zip(masks, self.attention_scales):
+            per_example += pixel_losses.mask_visibility_loss(mask, data["visibility"], scale)
+        return {"mask_visibility": self._average(per_example)}
 
     def _weighted_total(self, terms):
         total = 0.0
@@ -306,6 +338,7 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
         with tf.GradientTape() as tape:
             outputs = self.generator.flow_estimator(inputs, training=train)
             terms = self._flow_losses(data, outputs["flows"], source_features, target_features)
+            terms.update(self._mask_losses(data, outputs["masks"]))
             total = self._weighted_total(terms)
             scaled = self.g_optimizer.scale_loss(total) if train else total
         if train:
@@ -339,8 +372,13 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
                     self.d_optimizer.apply_gradients(_with_gradients(d_grads, d_variables))
 
             terms = self._flow_losses(data, outputs["flows"], source_features, target_features)
+            terms.update(self._mask_losses(data, outputs["masks"]))
             if self._weight("l1"):
                 terms["l1"] = self._average(losses.l1_loss(fake, target_image))
+            if self._weight("person_l1"):
+                terms["person_l1"] = self._average(
+                    pixel_losses.person_l1_loss(fake, target_image, data["flow"])
+                )
             if self._weight("content") or self._weight("style"):
                 fake_features = self._vgg(fake)
                 if self._weight("content"):

@@ -91,3 +91,27 @@ def test_trainer_reports_the_pixel_losses():
         logs = trainer.train_step({k: tf.constant(v) for k, v in batch.items()})
         for name in weights[stage]:
             assert np.isfinite(float(logs[name])), name
+
+
+@pytest.mark.parametrize(
+    "stage, name",
+    [(1, "warp_correctness"), (1, "mask_visibility"), (2, "person_l1"), (1, "flow_supervision")],
+)
+def test_ground_truth_losses_name_themselves_without_ground_truth(stage, name):
+    from gfla_tf import training
+    from gfla_tf.configs import synthetic
+
+    config = synthetic.get_config("test")
+    h, w = config.model.image_height, config.model.image_width
+    rng = np.random.default_rng(2)
+    batch = {
+        "source_image": rng.uniform(-1, 1, (1, h, w, 3)).astype(np.float32),
+        "target_image": rng.uniform(-1, 1, (1, h, w, 3)).astype(np.float32),
+        "source_pose": rng.uniform(0, 1, (1, h, w, 18)).astype(np.float32),
+        "target_pose": rng.uniform(0, 1, (1, h, w, 18)).astype(np.float32),
+    }
+    config.train.stage = stage
+    config.loss[f"stage{stage}"] = {"l1": 1.0, name: 1.0} if stage == 2 else {name: 1.0}
+    trainer = training.build_trainer(config)
+    with pytest.raises(ValueError, match=f"loss weight {name} needs 'flow' and 'visibility'"):
+        trainer.train_step({k: tf.constant(v) for k, v in batch.items()})

@@ -44,8 +44,9 @@ def _config(**train):
     config = synthetic.get_config("test")
     # The paper's flow losses: the random batches of these tests have no ground-truth flow
     # to supervise with (the quickstart's replacement for the correctness loss).
-    config.loss.stage1.update(dict(correctness=20.0, flow_supervision=0.0))
-    config.loss.stage2.update(dict(correctness=5.0, flow_supervision=0.0))
+    no_ground_truth = dict(flow_supervision=0.0, warp_correctness=0.0, mask_visibility=0.0)
+    config.loss.stage1.update(dict(correctness=20.0, **no_ground_truth))
+    config.loss.stage2.update(dict(correctness=5.0, person_l1=0.0, **no_ground_truth))
     config.train.update(dict(steps=2, steps_per_epoch=1, checkpoint_every=1, log_every=1))
     config.train.update(train)
     return config

@@ -249,6 +249,7 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             terms["flow_supervision"] = self._average(self._flow_supervision(data, flows))
         if self._weight("warp_correctness"):
             # Pixel-space sampling correctness (synthetic data: needs ground-truth flow).
+            self._require_ground_truth(data, "warp_correctness")
             per_example = 0.0
             for flow, scale in zip(flows, self.attention_scales):
                 per_example += pixel_losses.warp_correctness_loss(
@@ -262,15 +263,19 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             terms["warp_correctness"] = self._average(per_example)
         return terms
 
+    @staticmethod
+    def _require_ground_truth(data, loss_name):
+        if "flow" not in data or "visibility" not in data:
+            raise ValueError(
+                f"loss weight {loss_name} needs 'flow' and 'visibility' in the batch (only "
+                "the synthetic dataset has ground-truth flow); set it to 0 for other data"
+            )
+
     def _flow_supervision(self, data, flows):
         """Masked end-point error against ground-truth flow (synthetic data only)."""
         from gfla_tf.data import resize_flow
 
-        if "flow" not in data or "visibility" not in data:
-            raise ValueError(
-                "loss weight flow_supervision needs 'flow' and 'visibility' in the batch "
-                "(only the synthetic dataset has ground-truth flow)"
-            )
+        self._require_ground_truth(data, "flow_supervision")
         per_example = 0.0
         for flow, scale in zip(flows, self.attention_scales):
             gt, visible = resize_flow(data["flow"], data["visibility"], scale)
@@ -285,6 +290,7 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
         """The occlusion masks' visibility term (synthetic data: needs ground truth)."""
         if not self._weight("mask_visibility"):
             return {}
+        self._require_ground_truth(data, "mask_visibility")
         per_example = 0.0
         for mask, scale in zip(masks, self.attention_scales):
             per_example += pixel_losses.mask_visibility_loss(mask, data["visibility"], scale)
@@ -376,6 +382,7 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             if self._weight("l1"):
                 terms["l1"] = self._average(losses.l1_loss(fake, target_image))
             if self._weight("person_l1"):
+                self._require_ground_truth(data, "person_l1")
                 terms["person_l1"] = self._average(
                     pixel_losses.person_l1_loss(fake, target_image, data["flow"])
                 )

@@ -82,6 +82,9 @@ def get_base_config():
     config.data.synthetic_seed = 0
     # Extra training pairs whose target is the source itself (zero flow).
     config.data.synthetic_identity_pairs = 0
+    # How far a pair's target pose is from its source pose, in (0, 1]: the target is
+    # t ~ U(0, pose_change) of the way to an independent pose; 1 = independent poses.
+    config.data.synthetic_pose_change = 1.0
 
     # Loss weights, by stage (gfla_tf.losses / gfla_tf.training).
     config.loss = ml_collections.ConfigDict()

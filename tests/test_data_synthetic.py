@@ -201,3 +201,34 @@ def test_cli_synth_and_sheet(tmp_path, capsys):
     assert data_cli.main(["gfla data", "check", str(out)]) == 0
     assert data_cli.main(args + ["--size", "48"]) == 2  # exists with other parameters
     assert "exists" in capsys.readouterr().err
+
+
+def test_pose_change_moves_the_target_part_of_the_way():
+    independent = synthetic.render_pair([7, 0, 1], 64)
+    assert synthetic.render_pair([7, 0, 1], 64, pose_change=1.0)["images"][1].tobytes() == (
+        independent["images"][1].tobytes()
+    )
+
+    def joint_motion(sample):
+        a, b = (np.asarray(k) for k in sample["keypoints"])
+        seen = (a >= 0).all(axis=1) & (b >= 0).all(axis=1)
+        return np.linalg.norm(a[seen] - b[seen], axis=1).mean()
+
+    seeds = [[s, 0, 1] for s in range(12)]
+    near = [joint_motion(synthetic.render_pair(s, 64, pose_change=0.3)) for s in seeds]
+    far = [joint_motion(synthetic.render_pair(s, 64)) for s in seeds]
+    assert np.mean(near) < 0.5 * np.mean(far)
+    # The flow stays exact for the nearby pose.
+    sample = synthetic.render_pair([5, 0, 1], 64, pose_change=0.3)
+    flow, visible = sample["flows"][(0, 1)], sample["visibility"][(0, 1)]
+    ids = sample["part_ids"]
+    yy, xx = np.mgrid[:64, :64]
+    sx = np.rint(xx + flow[..., 0]).astype(int).clip(0, 63)
+    sy = np.rint(yy + flow[..., 1]).astype(int).clip(0, 63)
+    np.testing.assert_array_equal(ids[0][sy, sx][visible], ids[1][visible])
+
+
+@pytest.mark.parametrize("value", [0.0, -0.5, 1.5, float("nan")])
+def test_pose_change_out_of_range(tmp_path, value):
+    with pytest.raises(ValueError, match="pose_change must be in"):
+        synthetic.generate_dataset(tmp_path / "ds", 2, num_test_pairs=0, size=32, pose_change=value)

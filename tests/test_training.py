@@ -402,6 +402,8 @@ def test_sigint_stops_cleanly_saves_and_leaves_the_config_alone(tmp_path):
     config = synthetic.get_config("test")
     config.train.update(dict(steps=3, steps_per_epoch=3, checkpoint_every=100))
     before = config.to_dict()
+    # What was installed before (SIG_IGN when the tests run in a background job).
+    handler = signal.getsignal(signal.SIGINT)
 
     class Interrupt(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -414,7 +416,7 @@ def test_sigint_stops_cleanly_saves_and_leaves_the_config_alone(tmp_path):
             config, workdir, strategy="default", verbose=0, extra_callbacks=[Interrupt()]
         )
     assert os.path.isdir(os.path.join(workdir, "checkpoints", "ckpt-00000001"))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler
     assert config.to_dict() == before and config.data.root == ""
 
 

@@ -28,6 +28,13 @@ def _parser(prog):
     synth.add_argument("--test-pairs", type=int, default=64, help="test pairs")
     synth.add_argument("--size", type=int, default=64, help="image size in pixels (16-256)")
     synth.add_argument("--seed", type=int, default=0, help="random seed")
+    synth.add_argument(
+        "--pose-change",
+        type=float,
+        default=1.0,
+        help="how far a target pose is from its source pose, in (0, 1]: the target is "
+        "t ~ U(0, this) of the way to an independent pose (default 1: independent poses)",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     synth.add_argument("--sheet", help="also write a contact sheet PNG here")
 
@@ -73,6 +80,7 @@ def _synth(args):
             size=args.size,
             seed=args.seed,
             overwrite=args.overwrite,
+            pose_change=args.pose_change,
         )
     except (ValueError, FileExistsError) as err:
         print(f"gfla data synth: {err}", file=sys.stderr)

@@ -39,7 +39,7 @@ def _write_png(path, image):
     Image.fromarray(image).save(path, compress_level=1)
 
 
-def _generate_split(root, split, num_pairs, size, seed, identity_pairs=0):
+def _generate_split(root, split, num_pairs, size, seed, identity_pairs=0, pose_change=1.0):
     """Renders and writes one split; returns the annotation dict and the pair list.
 
     ``identity_pairs`` extra pairs (the first images of the split, each paired with
@@ -50,7 +50,7 @@ def _generate_split(root, split, num_pairs, size, seed, identity_pairs=0):
     annotations, pairs = {}, []
     num_identities = (num_pairs + 1) // 2
     for identity in range(num_identities):
-        sample = render_pair(_split_seed(seed, split) + [identity], size)
+        sample = render_pair(_split_seed(seed, split) + [identity], size, pose_change)
         names = [f"{split}_{identity:06d}_{k}.png" for k in range(2)]
         for name, image, points, ids in zip(
             names, sample["images"], sample["keypoints"], sample["part_ids"]
@@ -107,6 +107,7 @@ def generate_from_config(data_config, root, seed, replace_synthetic=False):
         seed=seed,
         overwrite=replace_synthetic and read_manifest(root) is not None,
         identity_pairs=data_config.synthetic_identity_pairs,
+        pose_change=data_config.synthetic_pose_change,
     )
 
 
@@ -146,6 +147,7 @@ def generate_dataset(
     seed=0,
     overwrite=False,
     identity_pairs=0,
+    pose_change=1.0,
     _interrupt_after=None,
 ):
     """Generates the synthetic person dataset in the DeepFashion layout, atomically.
@@ -164,6 +166,9 @@ def generate_dataset(
       overwrite: replace an existing, different dataset (or other content) at
         ``out_dir``.
       identity_pairs: extra training pairs whose target is the source itself.
+      pose_change: how far a pair's target pose is from its source pose, in (0, 1]: the
+        target is ``t ~ U(0, pose_change)`` of the way to an independent pose in every
+        joint angle and offset (``synthetic_render.sample_pose_pair``); 1 = independent.
       _interrupt_after: testing hook: raise KeyboardInterrupt after writing this split
         ("train"), to simulate an interrupted run.
 
@@ -171,7 +176,7 @@ def generate_dataset(
       ``out_dir`` as a string.
 
     Raises:
-      ValueError: on a bad size or pair count.
+      ValueError: on a bad size, pair count or pose change.
       FileExistsError: if ``out_dir`` exists with other content and not ``overwrite``.
     """
     out_dir = os.path.abspath(os.fspath(out_dir))
@@ -181,12 +186,15 @@ def generate_dataset(
         raise ValueError(
             f"num_pairs must be >= 1 and num_test_pairs >= 0, got {num_pairs}, {num_test_pairs}"
         )
+    if not 0.0 < float(pose_change) <= 1.0:
+        raise ValueError(f"pose_change must be in (0, 1], got {pose_change!r}")
     params = {
         "size": int(size),
         "num_pairs": int(num_pairs),
         "num_test_pairs": int(num_test_pairs),
         "seed": int(seed),
         "identity_pairs": int(identity_pairs),
+        "pose_change": float(pose_change),
         "version": FORMAT_VERSION,
     }
     existing = read_manifest(out_dir)
@@ -208,11 +216,19 @@ def generate_dataset(
             params["size"],
             params["seed"],
             params["identity_pairs"],
+            params["pose_change"],
         )
         if _interrupt_after == "train":
             raise KeyboardInterrupt("simulated interruption")
         if params["num_test_pairs"]:
-            _generate_split(tmp, "test", params["num_test_pairs"], params["size"], params["seed"])
+            _generate_split(
+                tmp,
+                "test",
+                params["num_test_pairs"],
+                params["size"],
+                params["seed"],
+                pose_change=params["pose_change"],
+            )
         manifest = dict(
             params,
             format="gfla-synthetic",

@@ -457,12 +457,97 @@ def pair_flow(source_pose, target_pose, source_ids, target_ids):
     return flow, visible
 
 
-def render_pair(seed, size):
+class _RecordedDraws:
+    """The random draws of ``sample_pose``, recorded so that a nearby pose can replay them."""
+
+    def __init__(self, rng):
+        self._rng = rng
+        self.draws = []
+
+    def uniform(self, low, high):
+        value = float(self._rng.uniform(low, high))
+        self.draws.append(value)
+        return value
+
+    def random(self):
+        value = float(self._rng.random())
+        self.draws.append(value)
+        return value
+
+    def choice(self, options):
+        value = self._rng.choice(options)
+        self.draws.append(value)
+        return value
+
+    def shuffle(self, items):
+        order = self._rng.permutation(len(items))
+        items[:] = [items[i] for i in order]
+        self.draws.append(order)
+
+
+class _NearbyDraws:
+    """Replays recorded draws, each continuous one moved a fraction ``t`` towards a fresh one.
+
+    Discrete draws (elbow bend direction, hidden ears, painting order) are replayed as
+    they were, so the nearby pose is the same kind of pose, changed by ``t`` of the way to
+    an independent one in every angle and offset.
+    """
+
+    def __init__(self, rng, draws, t):
+        self._rng = rng
+        self._draws = iter(draws)
+        self._t = float(t)
+
+    def uniform(self, low, high):
+        old = next(self._draws)
+        return old + self._t * (float(self._rng.uniform(low, high)) - old)
+
+    def random(self):
+        return next(self._draws)
+
+    def choice(self, options):
+        return next(self._draws)
+
+    def shuffle(self, items):
+        order = next(self._draws)
+        items[:] = [items[i] for i in order]
+
+
+def sample_pose_pair(rng, identity, size, pose_change=1.0):
+    """Samples a source and a target pose, the target ``t ~ U(0, pose_change)`` of the way
+    from the source to an independent pose.
+
+    Args:
+      rng: numpy Generator.
+      identity: from ``sample_identity``.
+      size: image size in pixels.
+      pose_change: in (0, 1]; 1 samples two independent poses.
+
+    Returns:
+      Two ``sample_pose`` dicts.
+
+    Raises:
+      ValueError: if ``pose_change`` is outside (0, 1].
+    """
+    if not 0.0 < pose_change <= 1.0:
+        raise ValueError(f"pose_change must be in (0, 1], got {pose_change!r}")
+    if pose_change == 1.0:
+        return [sample_pose(rng, identity, size) for _ in range(2)]
+    recorder = _RecordedDraws(rng)
+    source = sample_pose(recorder, identity, size)
+    t = rng.uniform(0.0, pose_change)
+    target = sample_pose(_NearbyDraws(rng, recorder.draws, t), identity, size)
+    return [source, target]
+
+
+def render_pair(seed, size, pose_change=1.0):
     """Renders one identity in two poses with the flows in both directions.
 
     Args:
       seed: a numpy seed (int or sequence of ints); the pair is a function of it.
       size: image size in pixels.
+      pose_change: how far the second pose is from the first, in (0, 1] (see
+        ``sample_pose_pair``); 1 = independent poses.
 
     Returns:
       A dict with ``images`` (two uint8 [size, size, 3]), ``keypoints`` (two [18, 2]),
@@ -472,7 +557,7 @@ def render_pair(seed, size):
     rng = np.random.default_rng(seed)
     identity = sample_identity(rng, size)
     background = sample_background(rng)
-    poses = [sample_pose(rng, identity, size) for _ in range(2)]
+    poses = sample_pose_pair(rng, identity, size, pose_change)
     backdrop = render_background(background, size)
     renders = [render_person(identity, pose, background, size, backdrop) for pose in poses]
     images = [np.rint(r[0] * 255.0).astype(np.uint8) for r in renders]

@@ -62,15 +62,15 @@ def _tiny_generator():
 
 def test_rerun_reuses_the_export(tmp_path):
     generator, _ = _tiny_generator()
-    first, reused = quickstart._export(generator, str(tmp_path))
+    first, reused = quickstart._export(generator, str(tmp_path), 6.0)
     assert not reused and os.path.basename(first) == "1"
-    again, reused = quickstart._export(generator, str(tmp_path))
+    again, reused = quickstart._export(generator, str(tmp_path), 6.0)
     assert reused and again == first
     assert sorted(os.listdir(tmp_path / "export")) == ["1"]
     # Other weights (a longer run in the same workdir) get a new version.
     variable = generator.weights[0]
     variable.assign(variable + 1.0)
-    third, reused = quickstart._export(generator, str(tmp_path))
+    third, reused = quickstart._export(generator, str(tmp_path), 6.0)
     assert not reused and os.path.basename(third) == "2"
 
 

@@ -214,8 +214,11 @@ def _weights_digest(generator):
     return digest.hexdigest()
 
 
-def _export(generator, workdir):
-    """Exports the generator once; a rerun with the same weights reuses that export."""
+def _export(generator, workdir, sigma):
+    """Exports the generator once; a rerun with the same weights reuses that export.
+
+    ``sigma`` is the training data's heatmap sigma, which the export's pose encoding uses.
+    """
     from gfla_tf.export import export_saved_model
 
     base = os.path.join(workdir, "export")
@@ -228,7 +231,7 @@ def _export(generator, workdir):
         previous = {}
     if previous.get("weights_sha256") == digest and os.path.isdir(previous.get("path", "")):
         return previous["path"], True
-    path = export_saved_model(generator, base)
+    path = export_saved_model(generator, base, sigma=sigma)
     io.atomic_write_text(record, json.dumps({"path": path, "weights_sha256": digest}) + "\n")
     return path, False
 
@@ -295,7 +298,7 @@ def main(argv):
     index = 5
     if not args.no_export:
         _banner(index, total, "exporting the generator")
-        path, reused = _export(generator, workdir)
+        path, reused = _export(generator, workdir, config.data.sigma)
         print(f"  {path}" + (" (reused: same weights as the previous run)" if reused else ""))
         index += 1
     _banner(index, total, "evaluating on held-out synthetic pairs")

@@ -409,8 +409,10 @@ def test_sigma_and_size_come_from_the_training_config(exported, tmp_path, caplog
     version = os.path.join(base, "1")
     assert export.read_metadata(version)["sigma"] == 3.0
     images, source, target = exported["request"]
-    got = export.load_predictor(base).predict(images, source, target)
+    saved_predictor = export.load_predictor(base)
+    got = saved_predictor.predict(images, source, target)
     keras_predictor = export.load_predictor(str(workdir / "generator.keras"), traced=False)
+    assert (saved_predictor.format, keras_predictor.format) == ("saved_model", "keras")
     assert keras_predictor.sigma == 3.0
     want = keras_predictor.predict(images, source, target)
     np.testing.assert_array_equal(got["image"], want["image"])

@@ -90,7 +90,7 @@ def test_quantisation_shrinks_file(converted):
 
 def test_predictor_matches_saved_model(converted, tmp_path):
     predictor = export.load_predictor(converted["paths"]["none"])
-    assert isinstance(predictor, export.TFLitePredictor)
+    assert isinstance(predictor, export.TFLitePredictor) and predictor.format == "tflite"
     assert predictor.image_size == (32, 32)
     images, source, target = testing.random_request(2, (32, 32), seed=5)
     got = predictor.predict(images, source, target)

@@ -162,14 +162,6 @@ def _local_concat(strategy, structure):
     return tf.nest.map_structure(gather, structure)
 
 
-def _model_format(path):
-    if path.endswith(".tflite"):
-        return "tflite"
-    if os.path.isdir(path):
-        return "saved_model"
-    return "keras"
-
-
 class Evaluator:
     """Computes the metrics of ``EvaluationOptions`` and writes the report.
 
@@ -260,12 +252,11 @@ class Evaluator:
         options = self.options
         from gfla_tf.export import load_predictor
 
-        fmt = _model_format(options.model)
         self.predictor = load_predictor(options.model)
         self.num_flows = None
         self.image_size = tuple(int(v) for v in self.predictor.image_size)
         self.protocol.resolution = tuple(self.image_size)
-        self.protocol.model = f"{options.model} ({fmt})"
+        self.protocol.model = f"{options.model} ({self.predictor.format})"
         return self.predictor
 
     def _dataset(self, split, shuffle=False):

@@ -147,7 +147,10 @@ class Predictor:
       num_keypoints: keypoints per pose (18).
       sigma: heatmap sigma in pixels the model renders poses with.
       path: the file or directory the model was loaded from.
+      format: "keras", "saved_model" or "tflite" (the subclass's).
     """
+
+    format = "keras"
 
     def __init__(
         self,
@@ -252,6 +255,8 @@ class SavedModelPredictor(Predictor):
       ValueError: if the SavedModel is corrupt or lacks the GFLA signatures.
     """
 
+    format = "saved_model"
+
     def __init__(self, path: str | os.PathLike) -> None:
         import tensorflow as tf
 
@@ -308,6 +313,8 @@ class TFLitePredictor(Predictor):
     Raises:
       ValueError: if the file is not a TFLite model with the GFLA signatures.
     """
+
+    format = "tflite"
 
     def __init__(
         self,

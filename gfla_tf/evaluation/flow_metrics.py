@@ -11,9 +11,9 @@ import logging
 
 import tensorflow as tf
 
+from gfla_tf import ops
 from gfla_tf.data.flow import resize_flow
 from gfla_tf.evaluation.image_metrics import ssim, to_signed_unit
-from gfla_tf.ops import reference
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def warp(image, flow):
     image = tf.cast(tf.convert_to_tensor(image), tf.float32)
     flow = tf.cast(tf.convert_to_tensor(flow), tf.float32)
     _check_flow(flow, "flow")
-    return reference.block_extract(image, flow, 1)[:, :, :, 0, :]
+    return ops.block_extract(image, flow, 1, impl="reference")[:, :, :, 0, :]
 
 
 def upsample_flow(flow, size):

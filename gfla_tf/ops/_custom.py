@@ -1,14 +1,15 @@
 """Wrappers of the compiled local-attention ops and their gradient registrations.
 
 Importing this module registers the gradients of ``GflaLocalAttention`` and
-``GflaBlockExtract``; the wrappers load the library (``_loader``) on first use. Arguments
-are checked by ``_validation`` exactly as for the reference implementation; the kernels'
-own OP_REQUIRES checks (same wording) are the last line of defence.
+``GflaBlockExtract``; the wrappers load the library (``_loader``) on first use. They are
+called by ``gfla_tf.ops.block_extract`` / ``local_attention`` after ``_validation`` has
+checked the arguments, exactly as for the reference implementation; the kernels' own
+OP_REQUIRES checks (same wording) are the last line of defence.
 """
 
 import tensorflow as tf
 
-from gfla_tf.ops import _loader, _validation
+from gfla_tf.ops import _loader
 
 
 def _prepare(source, flow, attention=None):
@@ -22,56 +23,6 @@ def _prepare(source, flow, attention=None):
     if attention is not None:
         attention = tf.cast(attention, source.dtype)
     return source, flow, attention, out_dtype
-
-
-def block_extract(
-    source: tf.types.experimental.TensorLike,
-    flow: tf.types.experimental.TensorLike,
-    kernel_size: int,
-) -> tf.Tensor:
-    """Compiled ``block_extract``; see ``gfla_tf.ops.block_extract``.
-
-    Args:
-      source: [B, Hs, Ws, C] float tensor.
-      flow: [B, H, W, 2] backward flow in pixels (x, y); cast to the source dtype.
-      kernel_size: k, an integer >= 1.
-
-    Returns:
-      [B, H, W, k*k, C] tensor of the source dtype.
-
-    Raises:
-      ValueError, tf.errors.InvalidArgumentError: bad arguments (``_validation``).
-      RuntimeError: the library cannot be loaded.
-    """
-    source, flow, _ = _validation.validate(source, flow, kernel_size, op="block_extract")
-    return _block_extract(source, flow, kernel_size)
-
-
-def local_attention(
-    source: tf.types.experimental.TensorLike,
-    flow: tf.types.experimental.TensorLike,
-    attention: tf.types.experimental.TensorLike,
-    kernel_size: int,
-) -> tf.Tensor:
-    """Compiled fused ``local_attention``; see ``gfla_tf.ops.local_attention``.
-
-    Args:
-      source: [B, Hs, Ws, C] float tensor.
-      flow: [B, H, W, 2] backward flow in pixels (x, y); cast to the source dtype.
-      attention: [B, H, W, k*k] weights; cast to the source dtype.
-      kernel_size: k, an integer >= 1.
-
-    Returns:
-      [B, H, W, C] tensor of the source dtype.
-
-    Raises:
-      ValueError, tf.errors.InvalidArgumentError: bad arguments (``_validation``).
-      RuntimeError: the library cannot be loaded.
-    """
-    source, flow, attention = _validation.validate(
-        source, flow, kernel_size, attention, op="local_attention"
-    )
-    return _local_attention(source, flow, attention, kernel_size)
 
 
 def _block_extract(source, flow, kernel_size):

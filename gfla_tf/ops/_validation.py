@@ -1,8 +1,8 @@
 """Input validation of the local-attention op family, shared by every implementation.
 
-``gfla_tf.ops.block_extract`` / ``local_attention`` (before they dispatch), the per-impl
-entry points (``reference.*``, ``_custom.*``) and the ``LocalAttention`` layer all check
-their arguments here, so a bad argument gets the same exception and the same message
+``gfla_tf.ops.block_extract`` / ``local_attention`` (before they dispatch to the
+``reference`` or ``_custom`` entry points) and the ``LocalAttention`` layer check their
+arguments here, so a bad argument gets the same exception and the same message
 whichever implementation runs. One rule decides the exception type:
 
 * ``ValueError``: the problem shows without running anything: ``impl``, ``kernel_size``,

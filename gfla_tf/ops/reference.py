@@ -2,7 +2,9 @@
 
 Only stock TensorFlow ops are used (floor, cast, clip, gather, multiply, sum), so this path
 is XLA-compilable, converts to TFLite builtin ops and loads in any TensorFlow process. It
-is the semantic contract for the compiled kernels and their test oracle.
+is the semantic contract for the compiled kernels and their test oracle. Call it through
+``gfla_tf.ops.block_extract`` / ``local_attention`` with ``impl="reference"``: they validate
+the arguments (``_validation``) before the private entry points here run.
 
 Sampling semantics (see docs and the GFLA reference): every tap coordinate ``c`` is split
 into ``floor(c)`` and ``frac = c - floor(c)``; the two tap indices ``floor(c)`` and
@@ -14,8 +16,6 @@ flow gives a NaN output (through ``frac``) and still reads in bounds.
 """
 
 import tensorflow as tf
-
-from gfla_tf.ops import _validation
 
 
 def _sample_offsets(source, flow, kernel_size):
@@ -57,57 +57,6 @@ def _sample_offsets(source, flow, kernel_size):
             top = tap(y_lo, x_lo) * (1 - wx) + tap(y_lo, x_hi) * wx
             bottom = tap(y_hi, x_lo) * (1 - wx) + tap(y_hi, x_hi) * wx
             yield i * kernel_size + j, top * (1 - wy) + bottom * wy
-
-
-def block_extract(
-    source: tf.types.experimental.TensorLike,
-    flow: tf.types.experimental.TensorLike,
-    kernel_size: int,
-) -> tf.Tensor:
-    """Samples a k x k block of ``source`` around every flow-displaced position.
-
-    Args:
-      source: [B, Hs, Ws, C] float tensor.
-      flow: [B, H, W, 2] backward flow in pixels of ``source``; channel 0 is x, 1 is y.
-      kernel_size: k, an integer >= 1.
-
-    Returns:
-      [B, H, W, k*k, C]; entry ``n = i*k + j`` is ``source`` sampled at
-      ``(y + flow_y + i - k//2, x + flow_x + j - k//2)``.
-
-    Raises:
-      ValueError, tf.errors.InvalidArgumentError: bad arguments, exactly as
-        ``gfla_tf.ops.block_extract`` (see ``gfla_tf.ops._validation``).
-    """
-    source, flow, _ = _validation.validate(source, flow, kernel_size, op="block_extract")
-    return _block_extract(source, flow, kernel_size)
-
-
-def local_attention(
-    source: tf.types.experimental.TensorLike,
-    flow: tf.types.experimental.TensorLike,
-    attention: tf.types.experimental.TensorLike,
-    kernel_size: int,
-) -> tf.Tensor:
-    """Attention-weighted average of the flow-displaced k x k source block.
-
-    Args:
-      source: [B, Hs, Ws, C] float tensor.
-      flow: [B, H, W, 2] backward flow in pixels; channel 0 is x, 1 is y.
-      attention: [B, H, W, k*k] weights (softmax output in GFLA).
-      kernel_size: k, an integer >= 1.
-
-    Returns:
-      [B, H, W, C] = sum_n attention[..., n] * block[..., n, :] / k**2.
-
-    Raises:
-      ValueError, tf.errors.InvalidArgumentError: bad arguments, exactly as
-        ``gfla_tf.ops.local_attention`` (see ``gfla_tf.ops._validation``).
-    """
-    source, flow, attention = _validation.validate(
-        source, flow, kernel_size, attention, op="local_attention"
-    )
-    return _local_attention(source, flow, attention, kernel_size)
 
 
 def _block_extract(source, flow, kernel_size):

@@ -65,21 +65,28 @@ def test_mask_visibility_is_one_sided():
     )
 
 
+def _random_batch(config, n, seed, ground_truth):
+    """A random training batch at the config's size, with or without ground-truth flow."""
+    h, w = config.model.image_height, config.model.image_width
+    rng = np.random.default_rng(seed)
+    batch = {
+        "source_image": rng.uniform(-1, 1, (n, h, w, 3)).astype(np.float32),
+        "target_image": rng.uniform(-1, 1, (n, h, w, 3)).astype(np.float32),
+        "source_pose": rng.uniform(0, 1, (n, h, w, 18)).astype(np.float32),
+        "target_pose": rng.uniform(0, 1, (n, h, w, 18)).astype(np.float32),
+    }
+    if ground_truth:
+        batch["flow"] = rng.uniform(-2, 2, (n, h, w, 2)).astype(np.float32)
+        batch["visibility"] = np.ones((n, h, w, 1), np.float32)
+    return batch
+
+
 def test_trainer_reports_the_pixel_losses():
     from gfla_tf import training
     from gfla_tf.configs import synthetic
 
     config = synthetic.get_config("test")
-    h, w = config.model.image_height, config.model.image_width
-    rng = np.random.default_rng(1)
-    batch = {
-        "source_image": rng.uniform(-1, 1, (2, h, w, 3)).astype(np.float32),
-        "target_image": rng.uniform(-1, 1, (2, h, w, 3)).astype(np.float32),
-        "source_pose": rng.uniform(0, 1, (2, h, w, 18)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (2, h, w, 18)).astype(np.float32),
-        "flow": rng.uniform(-2, 2, (2, h, w, 2)).astype(np.float32),
-        "visibility": np.ones((2, h, w, 1), np.float32),
-    }
+    batch = _random_batch(config, 2, seed=1, ground_truth=True)
     weights = {
         1: dict(flow_supervision=1.0, warp_correctness=1.0, mask_visibility=1.0),
         2: dict(l1=1.0, adversarial=0.1, warp_correctness=1.0, person_l1=1.0, mask_visibility=1.0),
@@ -102,14 +109,7 @@ def test_ground_truth_losses_name_themselves_without_ground_truth(stage, name):
     from gfla_tf.configs import synthetic
 
     config = synthetic.get_config("test")
-    h, w = config.model.image_height, config.model.image_width
-    rng = np.random.default_rng(2)
-    batch = {
-        "source_image": rng.uniform(-1, 1, (1, h, w, 3)).astype(np.float32),
-        "target_image": rng.uniform(-1, 1, (1, h, w, 3)).astype(np.float32),
-        "source_pose": rng.uniform(0, 1, (1, h, w, 18)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (1, h, w, 18)).astype(np.float32),
-    }
+    batch = _random_batch(config, 1, seed=2, ground_truth=False)
     config.train.stage = stage
     config.loss[f"stage{stage}"] = {"l1": 1.0, name: 1.0} if stage == 2 else {name: 1.0}
     trainer = training.build_trainer(config)

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from gfla_tf import training
 from gfla_tf.cli import quickstart
 
 
@@ -84,7 +85,7 @@ def test_sample_grid_has_an_identity_column():
         "source_pose": rng.uniform(0, 1, (2, h, w, 18)).astype(np.float32),
         "target_pose": rng.uniform(0, 1, (2, h, w, 18)).astype(np.float32),
     }
-    grid = quickstart.sample_grid(generator, batch)
+    grid = training.sample_grid(generator, batch, identity=True)
     assert grid.shape == (2 * h, 7 * w, 3) and grid.dtype == np.uint8
     np.testing.assert_array_equal(
         grid[:h, :w], ((batch["source_image"][0] + 1) / 2 * 255 + 0.5).astype(np.uint8)

@@ -149,63 +149,6 @@ def evaluate(generator, config, max_pairs=None):
     }
 
 
-def sample_grid(generator, batch, max_rows=4):
-    """The quickstart's sample grid, one row per pair.
-
-    Columns: source, target pose, generated, target, identity (the source re-generated in
-    its own pose: it should look like the source), flow (``visualize.flow_to_color``) and
-    the finest occlusion mask (white = the attention's warped source features).
-
-    Args:
-      generator: the generator.
-      batch: dict of numpy arrays (images in [-1, 1]).
-      max_rows: rows shown.
-
-    Returns:
-      uint8 array [rows * H, 7 * W, 3].
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    from gfla_tf.data import visualize
-
-    rows = min(max_rows, len(batch["source_image"]))
-    inputs = {
-        k: tf.convert_to_tensor(batch[k][:rows])
-        for k in ("source_image", "source_pose", "target_pose")
-    }
-    outputs = generator(inputs, training=False)
-    identity = generator(dict(inputs, target_pose=inputs["source_pose"]), training=False)
-    height, width = inputs["source_image"].shape[1:3]
-
-    def unit(images):
-        return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
-
-    def upsample(x):
-        return tf.image.resize(tf.cast(x, tf.float32), [height, width], "nearest").numpy()
-
-    pose = np.clip(np.max(np.asarray(batch["target_pose"][:rows]), axis=-1), 0.0, 1.0)
-    flows = upsample(outputs["flows"][-1])
-    columns = [
-        unit(inputs["source_image"]),
-        np.repeat(pose[..., None], 3, axis=-1),
-        unit(outputs["image"]),
-        unit(batch["target_image"][:rows]),
-        unit(identity["image"]),
-        np.stack([visualize.flow_to_color(f) for f in flows]).astype(np.float32) / 255.0,
-        np.repeat(upsample(outputs["masks"][-1]), 3, axis=-1),
-    ]
-    grid = np.concatenate(columns, axis=2).reshape(rows * height, -1, 3)
-    return (grid * 255.0 + 0.5).astype(np.uint8)
-
-
-def _write_png(path, image):
-    from PIL import Image
-
-    with io.atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp)
-
-
 def _weights_digest(generator):
     digest = hashlib.sha256()
     for variable in generator.weights:
@@ -246,7 +189,7 @@ def main(argv):
     start = time.perf_counter()
     from gfla_tf import data, training
     from gfla_tf.configs import synthetic
-    from gfla_tf.evaluation import appearance
+    from gfla_tf.evaluation import appearance, report
 
     config = synthetic.get_config("test" if args.fast else None)
     workdir = os.path.abspath(args.workdir)
@@ -289,7 +232,10 @@ def main(argv):
         )
     )
     samples = os.path.join(workdir, "samples.png")
-    _write_png(samples, sample_grid(generator, {k: v.numpy() for k, v in test_batch.items()}))
+    grid = training.sample_grid(
+        generator, {k: v.numpy() for k, v in test_batch.items()}, identity=True
+    )
+    report.write_png(samples, grid)
     print(
         f"  {samples} (columns: source, target pose, generated, target, identity = the "
         "source in its own pose, flow, mask)"

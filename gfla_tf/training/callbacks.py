@@ -44,19 +44,22 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
                 )
 
 
-def sample_grid(generator, batch, max_rows=4):
+def sample_grid(generator, batch, max_rows=4, identity=False):
     """Renders a visual summary of the generator on a batch.
 
-    Columns: source, target pose, generated, target, finest flow (colour), finest mask.
+    Columns: source, target pose, generated, target, [identity,] finest flow (colour),
+    finest mask (white = the attention's warped source features).
 
     Args:
       generator: GFLA generator.
       batch: dict with source_image, source_pose, target_pose, target_image (numpy or
         tensors, images in [-1, 1]).
       max_rows: number of examples shown.
+      identity: also show the source re-generated in its own pose (it should look like
+        the source), after the target.
 
     Returns:
-      uint8 numpy array [rows * H, 6 * W, 3].
+      uint8 numpy array [rows * H, 6 * W, 3] (7 * W with ``identity``).
     """
     inputs = {k: tf.convert_to_tensor(batch[k][:max_rows]) for k in INPUT_KEYS}
     outputs = generator(inputs, training=False)
@@ -77,7 +80,10 @@ def sample_grid(generator, batch, max_rows=4):
         upsample(flow_to_color(outputs["flows"][-1].numpy()) / 255.0),
         tf.image.grayscale_to_rgb(upsample(outputs["masks"][-1])),
     ]
-    grid = tf.concat(columns, axis=2)  # [B, H, 6W, 3]
+    if identity:
+        own_pose = dict(inputs, target_pose=inputs["source_pose"])
+        columns.insert(4, to_unit(generator(own_pose, training=False)["image"]))
+    grid = tf.concat(columns, axis=2)  # [B, H, 6W or 7W, 3]
     grid = tf.reshape(grid, [-1, grid.shape[2], 3])
     return (grid.numpy() * 255.0 + 0.5).astype(np.uint8)
 

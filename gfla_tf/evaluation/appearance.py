@@ -27,8 +27,8 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 import numpy as np
-import tensorflow as tf
 
+from gfla_tf.evaluation import flow_metrics
 from gfla_tf.evaluation.image_metrics import ssim
 
 # Above these, a result counts as carrying the source's appearance (issue targets of the
@@ -89,15 +89,6 @@ class _Accumulator:
         )
 
 
-def warp_images(images, flow):
-    """Backward-warps [B, H, W, C] images by [B, H, W, 2] flows (bilinear, clamped taps)."""
-    from gfla_tf import ops
-
-    images = tf.convert_to_tensor(images, tf.float32)
-    flow = tf.convert_to_tensor(flow, tf.float32)
-    return ops.block_extract(images, flow, 1)[:, :, :, 0, :]
-
-
 def _roll(x):
     # The "other" source of pair i is pair (i + 1)'s, over the whole evaluated set.
     return np.roll(np.asarray(x), -1, axis=0)
@@ -149,7 +140,7 @@ def appearance_scores(
     # Each row maps (source images, pair slice) to outputs for the pairs' target poses.
     rows = {"copy_source": lambda images, s: images}
     if has_flow:
-        rows["gt_warp"] = lambda images, s: warp_images(images, data["flow"][s]).numpy()
+        rows["gt_warp"] = lambda images, s: flow_metrics.warp(images, data["flow"][s]).numpy()
     if generate is not None:
 
         def model(images, s, pose_key="target_pose"):
@@ -204,20 +195,6 @@ def format_table(results: dict[str, AppearanceScores], indent: str = "  ") -> st
     return "\n".join(indent + line for line in lines)
 
 
-def mask_folder(root, split) -> str:
-    """Where a dataset keeps its person masks: ``<root>/masks/<split>/<image file name>``."""
-    import os
-
-    return os.path.join(os.fspath(root), "masks", split)
-
-
-def has_masks(root, split) -> bool:
-    """Whether ``root`` has a person-mask folder for ``split``."""
-    import os
-
-    return os.path.isdir(mask_folder(root, split))
-
-
 def with_target_masks(batches: Iterable[dict], root, split) -> Iterable[dict]:
     """Adds ``target_mask`` ([B, H, W, 1] float, 1 = person) to batches that have names.
 
@@ -231,18 +208,17 @@ def with_target_masks(batches: Iterable[dict], root, split) -> Iterable[dict]:
       The batches (numpy values) with ``target_mask`` added, resized (nearest) to the
       images' size when they differ.
     """
-    import os
-
     from PIL import Image
 
-    folder = mask_folder(root, split)
+    from gfla_tf.data.synthetic import mask_path
+
     for batch in batches:
         batch = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in batch.items()}
         height, width = batch["target_image"].shape[1:3]
         masks = []
         for name in batch["target_name"]:
             name = name.decode() if isinstance(name, bytes) else str(name)
-            with Image.open(os.path.join(folder, name)) as image:
+            with Image.open(mask_path(root, split, name)) as image:
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.NEAREST)
                 masks.append(np.asarray(image) > 0)

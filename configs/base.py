@@ -58,6 +58,9 @@ def get_base_config():
     # False drops the instance norm on the raw source image (first renderer block); the
     # reference has it, and the authors' checkpoints need it.
     config.model.normalize_source_image = True
+    # True: the flow estimator refines the bone-wise flow of the two skeletons
+    # (layers.PosePriorFlow) instead of predicting it from scratch; not in the paper.
+    config.model.flow_pose_prior = False
 
     # Input pipeline (gfla_tf.data).
     config.data = ml_collections.ConfigDict()

@@ -34,6 +34,26 @@ def test_heatmaps_match_numpy_formula():
     np.testing.assert_allclose(got, kp.heatmaps_numpy(points, 24, 20, 3.0), atol=1e-6)
 
 
+@pytest.mark.parametrize("sigma", [1.0, 3.0, 6.0])
+def test_heatmaps_to_keypoints_inverts_heatmaps(sigma):
+    rng = np.random.default_rng(1)
+    points = _random_keypoints(rng, (3,), 24, 20)
+    points[0, :4] = ((0, 0), (19, 23), (0, 12.25), (7.5, 23))  # corners and edges
+    got = data.heatmaps_to_keypoints(data.keypoints_to_heatmaps(points, 24, 20, sigma)).numpy()
+    assert got.shape == (3, 18, 2) and got.dtype == np.float32
+    np.testing.assert_allclose(got, points, atol=2e-3)
+    assert np.all(got[points[..., 0] < 0] == -1)
+
+
+def test_heatmaps_to_keypoints_in_tf_function_and_bad_sizes():
+    points = np.array([[[4.3, 2.6]] * 18], np.float32)
+    maps = data.keypoints_to_heatmaps(points, 8, 6, 2.0)
+    got = tf.function(data.heatmaps_to_keypoints)(maps).numpy()
+    np.testing.assert_allclose(got, points, atol=1e-3)
+    with pytest.raises(ValueError, match="at least 3x3"):
+        data.heatmaps_to_keypoints(tf.zeros((1, 2, 8, 18)))
+
+
 def test_heatmap_values_at_and_near_keypoint():
     points = np.full((18, 2), -1.0, np.float32)
     points[0] = (5.0, 7.0)  # x, y

@@ -231,6 +231,18 @@ def test_no_vgg_when_no_loss_reads_it():
         trainer.train_step(_supervised_batch(2))
 
 
+def test_no_discriminator_step_without_adversarial_term():
+    config = _config(stage=2)
+    config.loss.stage2.adversarial = 0.0
+    trainer = training.build_trainer(config)
+    before = [np.array(w) for w in trainer.discriminator.weights]
+    logs = trainer.train_step(_random_batch(2))
+    assert float(logs["d_loss"]) == 0.0 and "adversarial" not in logs
+    after = [np.array(w) for w in trainer.discriminator.weights]
+    assert all(np.array_equal(b, a) for b, a in zip(before, after))
+    assert int(trainer.g_optimizer.iterations.numpy()) == 1
+
+
 def test_linear_decay_tail_schedule():
     schedule = training.LinearDecayTail(1e-3, total_steps=100, decay_fraction=0.25)
     rates = [float(schedule(step)) for step in (0, 75, 80, 100, 150)]

@@ -167,6 +167,50 @@ def keypoints_to_heatmaps(
     return gy[..., :, None, :] * gx
 
 
+def heatmaps_to_keypoints(heatmaps: tf.Tensor, threshold: float = 0.1) -> tf.Tensor:
+    """Recovers keypoints from their Gaussian heatmaps, in-graph (the inverse of
+    ``keypoints_to_heatmaps``).
+
+    A heatmap is separable, so its column sums are a sampled Gaussian in x and its row
+    sums one in y, whatever sigma is. The log of a Gaussian is a parabola, so the vertex
+    of the parabola through the logs of the three samples around the largest one is the
+    centre, exactly (to float rounding) and at sub-pixel precision; a keypoint near the
+    border is fitted on the three samples nearest to it. Builtin ops only (TFLite too).
+
+    Args:
+      heatmaps: [..., H, W, K] with H, W >= 3, as drawn by ``keypoints_to_heatmaps``.
+      threshold: a channel whose largest value is below this is a missing keypoint.
+
+    Returns:
+      A float32 tensor [..., K, 2] of (x, y) pixel coordinates; -1 for missing keypoints.
+    """
+    heatmaps = tf.cast(heatmaps, tf.float32)
+    peak = tf.reduce_max(heatmaps, axis=[-3, -2])
+    x = _gaussian_centre(tf.reduce_sum(heatmaps, axis=-3))
+    y = _gaussian_centre(tf.reduce_sum(heatmaps, axis=-2))
+    points = tf.stack([x, y], axis=-1)
+    return tf.where((peak >= threshold)[..., None], points, -1.0)
+
+
+def _gaussian_centre(profile):
+    """The centre of sampled Gaussians [..., N, K] along axis -2 -> [..., K]."""
+    n = profile.shape[-2]
+    if n is None or n < 3:
+        raise ValueError(f"heatmaps must be at least 3x3 to locate keypoints, got {n} samples")
+    centre = tf.clip_by_value(tf.argmax(profile, axis=-2, output_type=tf.int32), 1, n - 2)
+
+    def log_at(offset):
+        # one_hot's axis must be non-negative: [..., K, N] -> [..., N, K].
+        pick = tf.linalg.matrix_transpose(tf.one_hot(centre + offset, n, dtype=profile.dtype))
+        # The floor keeps log finite where a far tail underflowed to 0.
+        return tf.math.log(tf.maximum(tf.reduce_sum(profile * pick, axis=-2), 1e-30))
+
+    before, at, after = log_at(-1), log_at(0), log_at(1)
+    curvature = before - 2.0 * at + after
+    offset = tf.math.divide_no_nan(0.5 * (before - after), curvature)
+    return tf.cast(centre, tf.float32) + tf.clip_by_value(offset, -1.0, 1.0)
+
+
 def _as_points(values, source, what):
     """Converts a flat or nested numeric list to a float array, or raises naming source."""
     try:

@@ -5,6 +5,7 @@ from gfla_tf.layers.instance_normalization import InstanceNormalization
 from gfla_tf.layers.jump import Jump
 from gfla_tf.layers.local_attention import LocalAttention
 from gfla_tf.layers.output_block import OutputBlock
+from gfla_tf.layers.pose_prior_flow import PosePriorFlow
 from gfla_tf.layers.res_block import ResBlock
 from gfla_tf.layers.res_block_decoder import ResBlockDecoder
 from gfla_tf.layers.res_block_encoder import ResBlockEncoder
@@ -16,6 +17,7 @@ __all__ = [
     "Jump",
     "LocalAttention",
     "OutputBlock",
+    "PosePriorFlow",
     "ResBlock",
     "ResBlockDecoder",
     "ResBlockEncoder",

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from gfla_tf.layers import EncoderBlock, Jump, ResBlockDecoder, _common
+from gfla_tf.layers import EncoderBlock, Jump, PosePriorFlow, ResBlockDecoder, _common
 from gfla_tf.models.common import channel_schedule, check_input_dict
 
 
@@ -22,6 +22,11 @@ class FlowEstimator(keras.Model):
     at every attention scale a 3x3 conv head gives the flow (2 channels, pixels of that
     scale, no activation) and another the mask (1 channel, sigmoid).
 
+    With ``pose_prior`` (not in the paper; off for the authors' checkpoints) F also gets
+    the flow that moves each bone of the source skeleton onto the target's
+    (``PosePriorFlow``) as 2 more input channels, and every flow head predicts a
+    correction that is added to that prior, average-pooled to its scale.
+
     Args:
       num_keypoints: pose heatmap channels K (18).
       ngf: channels of the first encoder block (32).
@@ -31,6 +36,7 @@ class FlowEstimator(keras.Model):
         (layer l = 1/2**l resolution); (3, 2) for DeepFashion.
       negative_slope: LeakyReLU slope (0.1).
       kernel_initializer: conv weight initialiser; None = orthogonal with gain 0.02.
+      pose_prior: start from the skeletons' bone-wise flow (False).
       **kwargs: base model arguments.
 
     Call:
@@ -56,6 +62,7 @@ class FlowEstimator(keras.Model):
         attention_layers=(3, 2),
         negative_slope=0.1,
         kernel_initializer=None,
+        pose_prior=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,6 +86,8 @@ class FlowEstimator(keras.Model):
         self.attention_layers = attention_layers
         self.negative_slope = float(negative_slope)
         self.kernel_initializer = _common.get_kernel_initializer(kernel_initializer)
+        self.pose_prior = bool(pose_prior)
+        self.prior = PosePriorFlow(name="pose_prior") if self.pose_prior else None
         common = dict(
             negative_slope=self.negative_slope,
             kernel_initializer=self.kernel_initializer,
@@ -117,7 +126,7 @@ class FlowEstimator(keras.Model):
     def build(self, input_shape=None):
         shape = _input_shape(input_shape)
         b, h, w = shape[:3]
-        x = (b, h, w, 3 + 2 * self.num_keypoints)
+        x = (b, h, w, self._input_channels)
         for i, enc in enumerate(self.encoders):
             enc.build(x)
             x = (b, _scaled(h, 2 ** (i + 1)), _scaled(w, 2 ** (i + 1)), self.encoder_channels[i])
@@ -131,16 +140,19 @@ class FlowEstimator(keras.Model):
                 self.mask_heads[self.head_steps.index(i)].build(x)
         self.built = True
 
+    @property
+    def _input_channels(self):
+        return 3 + 2 * self.num_keypoints + (2 if self.pose_prior else 0)
+
     def call(self, inputs, training=None):
         check_input_dict(inputs, "FlowEstimator")
-        x = ops.concatenate(
-            [
-                ops.cast(inputs["source_image"], self.compute_dtype),
-                ops.cast(inputs["source_pose"], self.compute_dtype),
-                ops.cast(inputs["target_pose"], self.compute_dtype),
-            ],
-            axis=-1,
-        )
+        parts = [inputs["source_image"], inputs["source_pose"], inputs["target_pose"]]
+        if self.pose_prior:
+            prior = self.prior(inputs["source_pose"], inputs["target_pose"])
+            width = ops.cast(ops.shape(prior)[2], "float32")
+            # In units of half the image width, like the [-1, 1] images beside it.
+            parts.append(prior * (2.0 / width))
+        x = ops.concatenate([ops.cast(p, self.compute_dtype) for p in parts], axis=-1)
         features = []
         for enc in self.encoders:
             x = enc(x)
@@ -150,7 +162,11 @@ class FlowEstimator(keras.Model):
             x = dec(x) + jump(features[self.num_layers - i - 2])
             if i in self.head_steps:
                 head = self.head_steps.index(i)
-                flows.append(ops.cast(self.flow_heads[head](x), "float32"))
+                flow = ops.cast(self.flow_heads[head](x), "float32")
+                if self.pose_prior:
+                    scale = self.attention_scales[head]
+                    flow = flow + ops.average_pool(prior, scale, scale, "valid") / scale
+                flows.append(flow)
                 masks.append(ops.sigmoid(ops.cast(self.mask_heads[head](x), "float32")))
         return {"flows": flows, "masks": masks}
 
@@ -164,6 +180,7 @@ class FlowEstimator(keras.Model):
             attention_layers=list(self.attention_layers),
             negative_slope=self.negative_slope,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            pose_prior=self.pose_prior,
         )
         return config
 

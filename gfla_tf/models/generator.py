@@ -51,6 +51,9 @@ class GFLAGenerator(keras.Model):
       normalize_source_image: whether the renderer's first source-encoder block
         instance-normalises the raw image, as the reference does (True). False keeps each
         image's absolute colour (no checkpoint of the authors has this variant).
+      flow_pose_prior: F refines the flow implied by the two skeletons instead of
+        predicting it from scratch (``FlowEstimator(pose_prior=True)``; False as in the
+        paper and the authors' checkpoints).
       **kwargs: base model arguments.
 
     Call:
@@ -88,6 +91,7 @@ class GFLAGenerator(keras.Model):
         negative_slope=0.1,
         kernel_initializer=None,
         normalize_source_image=True,
+        flow_pose_prior=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,6 +132,7 @@ class GFLAGenerator(keras.Model):
         self.attention_hidden = int(attention_hidden)
         self.op_impl = op_impl
         self.normalize_source_image = bool(normalize_source_image)
+        self.flow_pose_prior = bool(flow_pose_prior)
         self.negative_slope = float(negative_slope)
         self.kernel_initializer = _common.get_kernel_initializer(kernel_initializer)
         common = dict(
@@ -142,6 +147,7 @@ class GFLAGenerator(keras.Model):
             max_channels=self.flow_max_channels,
             layers=self.flow_layers,
             attention_layers=self.attention_layers,
+            pose_prior=self.flow_pose_prior,
             name="flow_estimator",
             **common,
         )
@@ -280,6 +286,7 @@ class GFLAGenerator(keras.Model):
             attention_hidden=self.attention_hidden,
             op_impl=self.op_impl,
             normalize_source_image=self.normalize_source_image,
+            flow_pose_prior=self.flow_pose_prior,
             negative_slope=self.negative_slope,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )

@@ -364,18 +364,21 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
         with tf.GradientTape() as g_tape:
             outputs = self.generator(inputs, training=train)
             fake = outputs["image"]
-            # Discriminator step first, on the same generated batch (as the reference does).
-            with g_tape.stop_recording():
-                with tf.GradientTape() as d_tape:
-                    real_logits = self.discriminator(target_image, training=train)
-                    fake_logits = self.discriminator(tf.stop_gradient(fake), training=train)
-                    d_loss = self._average(
-                        losses.lsgan_discriminator_loss(real_logits, fake_logits)
-                    )
-                    d_scaled = self.d_optimizer.scale_loss(d_loss) if train else d_loss
-                if train:
-                    d_grads = d_tape.gradient(d_scaled, d_variables)
-                    self.d_optimizer.apply_gradients(_with_gradients(d_grads, d_variables))
+            # Discriminator step first, on the same generated batch (as the reference does);
+            # none without an adversarial term, whose only reader the discriminator is.
+            d_loss = tf.constant(0.0)
+            if self._weight("adversarial"):
+                with g_tape.stop_recording():
+                    with tf.GradientTape() as d_tape:
+                        real_logits = self.discriminator(target_image, training=train)
+                        fake_logits = self.discriminator(tf.stop_gradient(fake), training=train)
+                        d_loss = self._average(
+                            losses.lsgan_discriminator_loss(real_logits, fake_logits)
+                        )
+                        d_scaled = self.d_optimizer.scale_loss(d_loss) if train else d_loss
+                    if train:
+                        d_grads = d_tape.gradient(d_scaled, d_variables)
+                        self.d_optimizer.apply_gradients(_with_gradients(d_grads, d_variables))
 
             terms = self._flow_losses(data, outputs["flows"], source_features, target_features)
             terms.update(self._mask_losses(data, outputs["masks"]))

@@ -55,16 +55,16 @@ def get_config(variant=None):
     config.data.synthetic_pairs = 1000
     config.data.synthetic_identity_pairs = 300
     config.train.quickstart_stage1_steps = 300
-    config.train.quickstart_stage2_steps = 3400
+    config.train.quickstart_stage2_steps = 3200
     config.train.quickstart_stage1_learning_rate = 5e-4
     config.train.steps_per_epoch = 50
     config.train.log_every = 10
-    config.train.g_learning_rate = 1e-3
+    config.train.g_learning_rate = 2e-3
     config.train.d_learning_rate = 5e-5
     config.train.lr_decay_fraction = 0.5
     # Adam with momentum (the paper's beta_1 is 0), the flow estimator's rate raised to
-    # 5e-4 and the stage-2 rate to 1e-3: the person's flow comes right sooner and every
-    # appearance measure improves at the same steps (benchmarks/RESULTS.md, 2026-12-07).
+    # 5e-4 and the stage-2 rate to 2e-3: every appearance measure improves at the same
+    # steps (benchmarks/RESULTS.md, 2026-12-07).
     config.train.beta_1 = 0.9
     config.loss.stage1.correctness = 0.0
     config.loss.stage1.flow_supervision = 5.0

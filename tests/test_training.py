@@ -237,7 +237,7 @@ def test_no_discriminator_step_without_adversarial_term():
     trainer = training.build_trainer(config)
     before = [np.array(w) for w in trainer.discriminator.weights]
     logs = trainer.train_step(_random_batch(2))
-    assert float(logs["d_loss"]) == 0.0 and "adversarial" not in logs
+    assert "d_loss" not in logs and "adversarial" not in logs
     after = [np.array(w) for w in trainer.discriminator.weights]
     assert all(np.array_equal(b, a) for b, a in zip(before, after))
     assert int(trainer.g_optimizer.iterations.numpy()) == 1

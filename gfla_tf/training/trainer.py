@@ -366,7 +366,7 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             fake = outputs["image"]
             # Discriminator step first, on the same generated batch (as the reference does);
             # none without an adversarial term, whose only reader the discriminator is.
-            d_loss = tf.constant(0.0)
+            d_loss = None
             if self._weight("adversarial"):
                 with g_tape.stop_recording():
                     with tf.GradientTape() as d_tape:
@@ -410,7 +410,8 @@ class GFLATrainer(compat.DistributedFitMixin, keras.Model):
             self.g_optimizer.apply_gradients(_with_gradients(grads, g_variables))
         logs = dict(terms)
         logs["g_loss"] = total
-        logs["d_loss"] = d_loss
+        if d_loss is not None:
+            logs["d_loss"] = d_loss
         return compat.sync_replicas(logs)
 
     def get_config(self):

@@ -57,7 +57,9 @@ def get_config(variant=None):
     config.train.quickstart_stage1_steps = 300
     config.train.quickstart_stage2_steps = 3200
     config.train.quickstart_stage1_learning_rate = 5e-4
-    config.train.steps_per_epoch = 50
+    # An epoch ends with a backup of the whole training state (0.6 s here): every 200
+    # steps instead of 50 saves about half a minute of the budget.
+    config.train.steps_per_epoch = 200
     config.train.log_every = 10
     config.train.g_learning_rate = 2e-3
     config.train.d_learning_rate = 5e-5

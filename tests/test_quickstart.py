@@ -22,7 +22,9 @@ def test_quickstart_fast_runs_end_to_end(tmp_path, capsys):
     for text in ("identity SSIM", "person MAE", "source dependence", "ground-truth flow"):
         assert text in out
     assert "flow EPE, px at full resolution" in out
-    assert "source dependence >= 0.20" in out  # part of the verdict (missed at --fast)
+    # The verdict names every target it misses (all of them at --fast).
+    for target in ("source dependence >= 0.20", "person MAE <= 0.12", "identity SSIM >= 0.90"):
+        assert target in out
     assert os.path.isfile(os.path.join(workdir, "samples.png"))
     assert os.path.isfile(os.path.join(workdir, "stage2", "generator.weights.h5"))
     # Stage 2 started its flow estimator from stage 1.

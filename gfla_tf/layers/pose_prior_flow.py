@@ -27,7 +27,7 @@ class PosePriorFlow(keras.layers.Layer):
     blend_width * image height``, against a zero-flow background at ``reach * w``; so
     pixels on a limb follow it and pixels far from the skeleton stay put. No weights.
 
-    On the synthetic people this prior alone is 1.2 px off on the moving pixels at 64x64
+    On the synthetic people this prior alone is 1.1 px off on the moving pixels at 64x64
     (zero flow: 6.5 px); the flow estimator learns a correction to it (benchmarks/
     RESULTS.md, quickstart quality).
 

@@ -73,21 +73,11 @@ class PosePriorFlow(keras.layers.Layer):
         target = kp.heatmaps_to_keypoints(target_pose, self.threshold)
         first = [a for a, _ in PRIOR_BONES]
         second = [b for _, b in PRIOR_BONES]
-        present = tf.reduce_all(
-            tf.stack(
-                [
-                    tf.gather(source, first, axis=1)[..., 0] >= 0,
-                    tf.gather(source, second, axis=1)[..., 0] >= 0,
-                    tf.gather(target, first, axis=1)[..., 0] >= 0,
-                    tf.gather(target, second, axis=1)[..., 0] >= 0,
-                ]
-            ),
-            axis=0,
-        )  # [B, bones]
-        # Bone ends as [B, bones, 1, 1, 2] against the pixel grid [H, W, 2].
-        ends = lambda points, index: tf.gather(points, index, axis=1)[:, :, None, None, :]  # noqa: E731
-        t0, t1 = ends(target, first), ends(target, second)
-        s0, s1 = ends(source, first), ends(source, second)
+        # Bone ends [B, bones, 2]; a bone counts when all four ends are present.
+        ends = [tf.gather(p, i, axis=1) for p in (target, source) for i in (first, second)]
+        present = tf.reduce_all(tf.stack([e[..., 0] >= 0 for e in ends]), axis=0)
+        # As [B, bones, 1, 1, 2] against the pixel grid [H, W, 2].
+        t0, t1, s0, s1 = (e[:, :, None, None, :] for e in ends)
         height, width = tf.shape(target_pose)[1], tf.shape(target_pose)[2]
         yy, xx = tf.meshgrid(
             tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij"

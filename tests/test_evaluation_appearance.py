@@ -44,6 +44,14 @@ def test_baselines_and_a_model_that_ignores_the_source():
     assert not model.meets_targets()["source_dependence"]
     table = appearance.format_table(results)
     assert "copy the source" in table and "ground-truth flow" in table and "target" in table
+    assert "| target | >= 0.90 | <= 0.12 | >= 0.20 |" in table
+    checks = dict(model.target_checks())
+    assert list(checks) == [
+        "identity SSIM >= 0.90",
+        "person MAE <= 0.12",
+        "source dependence >= 0.20",
+    ]
+    assert not checks["source dependence >= 0.20"]
 
 
 def test_copying_model_scores_like_the_copy_baseline_and_batches_are_pooled():
